@@ -1,0 +1,1 @@
+"""Metrics: pass@k estimators, logging, plots and reports."""
