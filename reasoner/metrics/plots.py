@@ -1,0 +1,47 @@
+"""PNG curves of a run from its `metrics.jsonl`: reward, pass@1 vs pass@G, response lengths."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+
+def _series(records: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pts = [(r["step"], r[key]) for r in records if r.get(key) is not None]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def plot_run(records: list[dict[str, Any]], out_dir: str | Path) -> list[Path]:
+    """Writes reward.png, pass_at_k.png and lengths.png into `out_dir`; returns their paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    verifier_keys = sorted({k for r in records for k in r if k.startswith("reward/") and k.endswith("/mean")
+                            and k.count("/") == 2})
+    figures = {
+        "reward.png": ("Reward", [("reward/mean", "total")] + [(k, k.split("/")[1]) for k in verifier_keys]),
+        "pass_at_k.png": ("pass@k within groups", [("pass@1", "pass@1"), ("pass@G", "pass@G")]),
+        "lengths.png": ("Response length (tokens)", [("length/mean", "all"), ("length/correct/mean", "correct"),
+                                                     ("length/incorrect/mean", "incorrect"),
+                                                     ("length/truncated/mean", "truncated")]),
+    }
+    paths = []
+    for filename, (title, curves) in figures.items():
+        fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)
+        for key, label in curves:
+            xs, ys = _series(records, key)
+            if xs:
+                ax.plot(xs, ys, label=label, linewidth=1.4)
+        ax.set_title(title)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out_dir / filename
+        fig.savefig(path)
+        plt.close(fig)
+        paths.append(path)
+    return paths

@@ -1,0 +1,102 @@
+"""The built-in engine: Hugging Face `generate`, batched and left-padded, sharing the trainer's model.
+
+Because it samples from the very module being trained, weight sync is a no-op. Sampling log-probs are
+recorded by a logits processor that sees the raw logits of each step (custom processors run before the
+temperature / top-p warpers) and keeps only the previous step's log-softmax — memory O(batch × vocab) rather than
+the O(batch × length × vocab) of `output_logits=True`.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from reasoner.rollout.base import Completion, RolloutEngine, SamplingParams
+
+
+class _LogprobRecorder:
+    """Logits processor: records log softmax(logits / T) of the token sampled at each step."""
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature if temperature > 0 else 1.0
+        self.steps: list[torch.Tensor] = []  # [B] per finished step
+        self._prev: torch.Tensor | None = None  # [B, V] log-probs of the step whose token is not yet known
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        if self._prev is not None:
+            self.steps.append(self._prev.gather(1, input_ids[:, -1:]).squeeze(1))
+        self._prev = torch.log_softmax(scores.float() / self.temperature, dim=-1)
+        return scores
+
+    def finish(self, last_tokens: torch.Tensor) -> torch.Tensor:
+        """[B, L] log-probs once the final sampled tokens are known."""
+        if self._prev is not None:
+            self.steps.append(self._prev.gather(1, last_tokens[:, None]).squeeze(1))
+            self._prev = None
+        return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(last_tokens.shape[0], 0)
+
+
+class HFEngine(RolloutEngine):
+    def __init__(self, model, tokenizer, *, max_batch_size: int = 256):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_batch_size = max_batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+    def stop_ids(self, params: SamplingParams) -> list[int]:
+        ids = list(params.stop_token_ids)
+        eos = self.model.generation_config.eos_token_id
+        for tok in ([eos] if isinstance(eos, int) else list(eos or [])) + [self.tokenizer.eos_token_id]:
+            if tok is not None and tok not in ids:
+                ids.append(tok)
+        return ids
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
+        expanded = [list(p) for p in prompts for _ in range(params.n)]  # groups contiguous
+        flat: list[Completion] = []
+        for start in range(0, len(expanded), self.max_batch_size):
+            flat.extend(self._generate_batch(expanded[start:start + self.max_batch_size], params))
+        return [flat[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
+
+    def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        device = next(self.model.parameters()).device
+        width = max(len(p) for p in prompts)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        attention = torch.zeros((len(prompts), width), dtype=torch.long)
+        for i, p in enumerate(prompts):
+            input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            attention[i, width - len(p):] = 1
+        stop_ids = self.stop_ids(params)
+        greedy = params.temperature == 0
+        # A fresh GenerationConfig: a checkpoint's own defaults (repetition penalty, top_k=50, ...) must not leak
+        # into RL sampling, whose log-probs the trainer recomputes from plain temperature-scaled logits.
+        gen_cfg = GenerationConfig(
+            do_sample=not greedy, temperature=None if greedy else params.temperature,
+            top_p=None if greedy or params.top_p >= 1 else params.top_p,
+            top_k=None if greedy or params.top_k <= 0 else params.top_k,
+            max_new_tokens=params.max_new_tokens, eos_token_id=stop_ids, pad_token_id=self.pad_id,
+            bos_token_id=None, return_dict_in_generate=True, use_cache=True,
+        )
+        recorder = _LogprobRecorder(params.temperature)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                      generation_config=gen_cfg, logits_processor=LogitsProcessorList([recorder]))
+        finally:
+            self.model.train(was_training)
+        new_tokens = out.sequences[:, width:].cpu()
+        logprobs = recorder.finish(new_tokens[:, -1].to(device)).cpu() if new_tokens.shape[1] else None
+        stop_set = set(stop_ids)
+        completions = []
+        for i in range(len(prompts)):
+            ids = new_tokens[i].tolist()
+            end = next((j for j, t in enumerate(ids) if t in stop_set), None)
+            if end is None:
+                completions.append(Completion(ids, logprobs[i].tolist(), "length"))
+            else:
+                completions.append(Completion(ids[:end + 1], logprobs[i, :end + 1].tolist(), "stop"))
+        return completions

@@ -1,0 +1,131 @@
+"""What flows between the stages of a GRPO step: typed containers with their shapes.
+
+`N` = prompts × group size (the G completions of a prompt are contiguous), `P` = prompt width (left-padded),
+`T` = response width (right-padded). A `TrainBatch` lays every sequence out as `[prompt | response]` exactly as
+the engine produced it, with position ids counted from the first real token, so the trainer's forward pass sees
+the same positions as generation did.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+import torch
+
+from reasoner.rollout.base import Completion
+
+
+@dataclass
+class Rollouts:
+    """One step's sampled completions, flattened to N sequences."""
+
+    prompt_ids: list[list[int]]          # [N] variable length
+    completions: list[Completion]        # [N]
+    texts: list[str]                     # [N] decoded completions
+    examples: list[dict[str, Any]]       # [N] the example each sequence answers (shared within a group)
+    group_size: int
+
+    @property
+    def size(self) -> int:
+        return len(self.completions)
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(c.token_ids) for c in self.completions]
+
+    @property
+    def truncated(self) -> list[bool]:
+        return [c.finish_reason == "length" for c in self.completions]
+
+    @classmethod
+    def from_groups(cls, prompt_ids: Sequence[Sequence[int]], groups: Sequence[Sequence[Completion]],
+                    examples: Sequence[dict], tokenizer) -> "Rollouts":
+        g = len(groups[0])
+        flat = [c for group in groups for c in group]
+        texts = tokenizer.batch_decode([c.token_ids for c in flat], skip_special_tokens=True)
+        return cls(prompt_ids=[list(p) for p in prompt_ids for _ in range(g)], completions=flat, texts=texts,
+                   examples=[ex for ex in examples for _ in range(g)], group_size=g)
+
+
+@dataclass
+class TrainBatch:
+    """Tensors for the policy update. Optional log-prob fields are filled as the step needs them."""
+
+    input_ids: torch.Tensor              # [N, P+T] long
+    attention_mask: torch.Tensor         # [N, P+T] long
+    position_ids: torch.Tensor           # [N, P+T] long
+    response_mask: torch.Tensor          # [N, T] float, 1 on tokens that carry loss
+    advantages: torch.Tensor             # [N] float
+    engine_logprobs: torch.Tensor        # [N, T] float, sampling log-probs reported by the engine
+    old_logprobs: torch.Tensor | None = None   # [N, T] policy before this step's updates (when μ>1 or minibatches>1)
+    ref_logprobs: torch.Tensor | None = None   # [N, T] reference policy (when kl_beta > 0)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return self.input_ids.shape[0]
+
+    @property
+    def response_width(self) -> int:
+        return self.response_mask.shape[1]
+
+    @property
+    def response_ids(self) -> torch.Tensor:  # [N, T]
+        return self.input_ids[:, -self.response_width:]
+
+    def select(self, index: torch.Tensor | Sequence[int]) -> "TrainBatch":
+        """Rows `index`, with columns that are padding in every selected row trimmed away."""
+        index = torch.as_tensor(index, dtype=torch.long)
+        rows = {f.name: (v[index] if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
+                for f in fields(self)}
+        batch = replace(self, **rows)
+        return batch._trimmed()
+
+    def _trimmed(self) -> "TrainBatch":
+        t = self.response_width
+        prompt_mask = self.attention_mask[:, :-t] if t else self.attention_mask
+        used_prompt = prompt_mask.any(dim=0).nonzero()
+        start = int(used_prompt[0]) if len(used_prompt) else prompt_mask.shape[1]
+        used_resp = self.attention_mask[:, prompt_mask.shape[1]:].any(dim=0).nonzero()
+        keep_t = int(used_resp[-1]) + 1 if len(used_resp) else 0
+        if start == 0 and keep_t == t:
+            return self
+        end = prompt_mask.shape[1] + keep_t
+
+        def cut(x: torch.Tensor | None, response_only: bool) -> torch.Tensor | None:
+            if x is None:
+                return None
+            return x[:, :keep_t] if response_only else x[:, start:end]
+
+        return replace(
+            self, input_ids=cut(self.input_ids, False), attention_mask=cut(self.attention_mask, False),
+            position_ids=cut(self.position_ids, False), response_mask=cut(self.response_mask, True),
+            engine_logprobs=cut(self.engine_logprobs, True), old_logprobs=cut(self.old_logprobs, True),
+            ref_logprobs=cut(self.ref_logprobs, True),
+        )
+
+
+def collate(rollouts: Rollouts, advantages: torch.Tensor, pad_id: int, *, mask_truncated: bool = False,
+            device: torch.device | str = "cpu") -> TrainBatch:
+    """Lay out `[left-padded prompt | right-padded response]` rows for the forward pass."""
+    n = rollouts.size
+    width_p = max(len(p) for p in rollouts.prompt_ids)
+    width_t = max(1, max(rollouts.lengths))
+    input_ids = torch.full((n, width_p + width_t), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width_p + width_t), dtype=torch.long)
+    response_mask = torch.zeros((n, width_t))
+    engine_lp = torch.zeros((n, width_t))
+    for i, (prompt, comp) in enumerate(zip(rollouts.prompt_ids, rollouts.completions)):
+        p, t = len(prompt), len(comp.token_ids)
+        input_ids[i, width_p - p:width_p] = torch.tensor(prompt, dtype=torch.long)
+        attention[i, width_p - p:width_p + t] = 1
+        if t:
+            input_ids[i, width_p:width_p + t] = torch.tensor(comp.token_ids, dtype=torch.long)
+            engine_lp[i, :t] = torch.tensor(comp.logprobs, dtype=torch.float32)
+            if not (mask_truncated and comp.finish_reason == "length"):
+                response_mask[i, :t] = 1.0
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return TrainBatch(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                      position_ids=position_ids.to(device), response_mask=response_mask.to(device),
+                      advantages=advantages.to(device, torch.float32), engine_logprobs=engine_lp.to(device))

@@ -1,0 +1,85 @@
+"""The GRPO run configuration: one typed dataclass per component, composed into `TrainConfig`.
+
+GRPO, DAPO and Dr. GRPO differ here by values, not by code paths, e.g.
+- GRPO:     advantage=grpo     loss_agg=token-mean              clip_high=null      kl_beta=0.04
+- DAPO:     advantage=grpo     loss_agg=token-mean              clip_high=0.28      filter_zero_variance=true
+            overlong_buffer=...  kl_beta=0
+- Dr. GRPO: advantage=dr_grpo  loss_agg=seq-mean-token-sum-norm kl_beta=0
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reasoner.data.datasets import DataConfig
+from reasoner.models.loading import ModelConfig
+from reasoner.rollout.base import RolloutConfig
+
+
+@dataclass
+class AlgorithmConfig:
+    advantage: str = "grpo"                    # reasoner.algorithms advantage registry
+    advantage_eps: float = 1e-6
+    policy_loss: str = "ppo_clip"              # reasoner.algorithms policy-loss registry
+    loss_agg: str = "token-mean"               # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm
+    norm_length: int | None = None             # seq-mean-token-sum-norm divisor; null -> rollout.max_new_tokens
+    clip_low: float = 0.2
+    clip_high: float | None = None             # null -> clip_low; DAPO clip-higher uses 0.28
+    dual_clip: float | None = None             # e.g. 3.0
+    kl_beta: float = 0.0                       # 0 -> no reference model is loaded at all
+    kl_estimator: str = "k3"                   # k1 | k2 | k3
+    kl_in_reward: bool = False                 # False: β·KL in the loss; True: r − β·Σ KL before advantages
+    entropy_coef: float = 0.0
+    ppo_epochs: int = 1                        # μ: optimisation passes over each rollout batch
+    minibatches: int = 1                       # optimizer steps per pass
+    filter_zero_variance: bool = False         # DAPO dynamic sampling: drop groups whose rewards are all equal
+    mask_truncated: bool = False               # DAPO overlong filtering: no loss on truncated completions
+    overlong_buffer: int = 0                   # DAPO overlong reward shaping: L_cache tokens; 0 -> off
+    overlong_penalty: float = 1.0              # penalty at the length limit
+    tis_cap: float | None = None               # truncated importance sampling: weight min(π_train/π_engine, cap)
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-6
+    weight_decay: float = 0.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    schedule: str = "constant"                 # transformers.get_scheduler names: constant, linear, cosine, ...
+    warmup_steps: int = 0
+    max_grad_norm: float | None = 1.0
+    micro_batch_size: int = 0                  # sequences per forward/backward (gradient accumulation); 0 -> all
+
+
+@dataclass
+class RewardConfig:
+    # verifier name -> {"weight": w, **options}; see verifiers.RewardSpec.from_config
+    verifiers: dict[str, dict] = field(default_factory=lambda: {"math": {"weight": 1.0}, "format": {"weight": 0.1}})
+
+
+@dataclass
+class LogConfig:
+    tensorboard: bool = True
+    sample_every: int = 10                     # log sample completions every N steps (0 -> never)
+    num_samples: int = 4
+    progress: bool = True
+    plots: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    ref_model: str | None = None               # reference model path; null -> the initial policy (model.path)
+    data: DataConfig = field(default_factory=DataConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    steps: int = 100                           # rollout/update steps
+    prompts_per_step: int = 16
+    seed: int = 0
+    out_dir: str = "runs/grpo"
+    save_every: int = 50                       # 0 -> only at the end
+    keep_checkpoints: int = 2
+    resume: bool = True                        # continue from the newest checkpoint in out_dir if there is one
+    threads: int = 0                           # torch CPU threads; 0 -> leave torch's default

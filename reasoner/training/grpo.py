@@ -1,0 +1,279 @@
+"""The GRPO loop.
+
+One step:  sample G completions per prompt (rollout engine)
+        -> score them (verifiers reward spec)
+        -> group-relative advantages (reasoner.algorithms)
+        -> μ optimisation passes over minibatches (reasoner.training.update)
+        -> engine weight sync
+        -> metrics, samples, checkpoint.
+
+Everything algorithmic is a named, pure function in `reasoner.algorithms`; this file only wires the stages
+together, in the order they run.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from reasoner.algorithms import apply_kl_to_rewards, compute_advantages, kl_penalty
+from reasoner.algorithms.shaping import overlong_penalty
+from reasoner.config import save_config
+from reasoner.data import build_prompts, load_examples
+from reasoner.data.templates import Prompt
+from reasoner.metrics.logger import MetricsLogger, read_metrics
+from reasoner.metrics.plots import plot_run
+from reasoner.metrics.report import write_report
+from reasoner.metrics.rollout_stats import rollout_metrics
+from reasoner.models import load_model, load_tokenizer
+from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
+from reasoner.training.batch import Rollouts, TrainBatch, collate
+from reasoner.training.checkpoint import (TrainerState, latest_checkpoint, restore_checkpoint, save_checkpoint,
+                                          truncate_jsonl)
+from reasoner.training.config import TrainConfig
+from reasoner.training.logprobs import score_logprobs
+from reasoner.training.optim import build_optimizer, build_scheduler
+from reasoner.training.rng import set_seed
+from reasoner.training.sampler import PromptSampler
+from reasoner.training.update import needs_old_logprobs, update_policy
+
+
+@dataclass
+class Trainer:
+    """Everything a step needs, built once by `setup`."""
+
+    cfg: TrainConfig
+    tokenizer: object
+    policy: torch.nn.Module
+    ref: torch.nn.Module | None
+    engine: RolloutEngine
+    reward_spec: object
+    prompts: list[Prompt]
+    sampler: PromptSampler
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    update_rng: torch.Generator
+    sampling: SamplingParams
+    logger: MetricsLogger
+    state: TrainerState = field(default_factory=TrainerState)
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    final_model: Path
+    steps: int
+    metrics: list[dict]
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Runs (or resumes) GRPO as configured; returns where the final model and metrics are."""
+    trainer = setup(cfg)
+    out = Path(cfg.out_dir)
+    progress = _progress(cfg, trainer.state.step)
+    try:
+        for step in range(trainer.state.step + 1, cfg.steps + 1):
+            metrics = run_step(trainer, step)
+            trainer.state.step = step
+            trainer.logger.log(step, metrics)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix({k: f"{metrics[k]:.3g}" for k in ("reward/mean", "pass@1", "length/mean")
+                                      if k in metrics})
+            if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+                _save(trainer)
+    finally:
+        if progress is not None:
+            progress.close()
+        trainer.logger.close()
+        trainer.engine.close()
+        _close(trainer.reward_spec)
+    final = out / "model"
+    trainer.policy.save_pretrained(final, safe_serialization=True)
+    trainer.tokenizer.save_pretrained(final)
+    records = read_metrics(out / "metrics.jsonl")
+    finish_report(cfg, records)
+    return TrainResult(out_dir=out, final_model=final, steps=trainer.state.step, metrics=records)
+
+
+def setup(cfg: TrainConfig) -> Trainer:
+    out = Path(cfg.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    save_config(cfg, out / "config.yaml")
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    set_seed(cfg.seed)
+    ckpt = latest_checkpoint(out) if cfg.resume else None
+
+    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    policy = load_model(cfg.model, path=str(ckpt / "model") if ckpt else None)
+    ref = None
+    if cfg.algorithm.kl_beta > 0:  # with β = 0 no reference model is loaded at all
+        ref = load_model(cfg.model, path=cfg.ref_model or cfg.model.path, trainable=False)
+    engine = make_engine(cfg.rollout, policy, tokenizer)
+    reward_spec = _reward_spec(cfg)
+    examples = load_examples(cfg.data)
+    prompts = build_prompts(tokenizer, examples, template=cfg.data.template, system_prompt=cfg.data.system_prompt,
+                            instruction=cfg.data.instruction, max_prompt_tokens=cfg.data.max_prompt_tokens)
+    optimizer = build_optimizer(policy, cfg.optim)
+    scheduler = build_scheduler(optimizer, cfg.optim,
+                                cfg.steps * cfg.algorithm.ppo_epochs * cfg.algorithm.minibatches)
+    stop_ids = [tokenizer.convert_tokens_to_ids(s) for s in cfg.rollout.stop_strings]
+    trainer = Trainer(
+        cfg=cfg, tokenizer=tokenizer, policy=policy, ref=ref, engine=engine, reward_spec=reward_spec,
+        prompts=prompts, sampler=PromptSampler(len(prompts), cfg.seed), optimizer=optimizer, scheduler=scheduler,
+        update_rng=torch.Generator().manual_seed(cfg.seed), sampling=cfg.rollout.sampling(stop_token_ids=stop_ids),
+        logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard),
+    )
+    if ckpt is not None:
+        trainer.state = restore_checkpoint(ckpt, optimizer, scheduler)
+        trainer.sampler.load_state_dict(trainer.state.sampler)
+        trainer.update_rng.set_state(torch.tensor(trainer.state.update_rng, dtype=torch.uint8))
+        truncate_jsonl(out / "metrics.jsonl", trainer.state.step)
+        truncate_jsonl(out / "samples.jsonl", trainer.state.step)
+    else:  # a fresh run: no stale log from an earlier run in the same folder
+        for name in ("metrics.jsonl", "samples.jsonl"):
+            (out / name).unlink(missing_ok=True)
+    return trainer
+
+
+def run_step(t: Trainer, step: int) -> dict[str, float]:
+    cfg, algo = t.cfg, t.cfg.algorithm
+    timer = _Timer()
+    prompts = [t.prompts[i] for i in t.sampler.next_batch(cfg.prompts_per_step)]
+
+    with timer("generate"):
+        groups = t.engine.generate([p.token_ids for p in prompts], t.sampling)
+    rollouts = Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts],
+                                    t.tokenizer)
+
+    with timer("score"):
+        scored = t.reward_spec.score_batch(rollouts.texts, rollouts.examples)
+    rewards = torch.tensor(scored.totals, dtype=torch.float32)
+    if algo.overlong_buffer > 0:
+        rewards = rewards + overlong_penalty(torch.tensor(rollouts.lengths), max_length=cfg.rollout.max_new_tokens,
+                                             buffer=algo.overlong_buffer, penalty=algo.overlong_penalty)
+    metrics = rollout_metrics(
+        rewards=rewards.tolist(), correct=scored.correct, lengths=rollouts.lengths, truncated=rollouts.truncated,
+        group_size=rollouts.group_size, verifier_values={k: [s.value for s in v] for k, v in scored.scores.items()},
+        status_counts=scored.status_counts())
+
+    with timer("update"):
+        batch = _prepare_batch(t, rollouts, rewards, metrics)
+        if batch is not None and batch.size:
+            metrics.update(update_policy(
+                t.policy, t.optimizer, t.scheduler, batch, algo, cfg.optim, temperature=_temperature(t),
+                norm_length=algo.norm_length or cfg.rollout.max_new_tokens, generator=t.update_rng))
+    with timer("sync"):
+        t.engine.sync_weights(t.policy)
+
+    metrics.update(timer.metrics())
+    generated = sum(rollouts.lengths)
+    metrics["tokens_per_s"] = generated / max(metrics["time/step"], 1e-9)
+    metrics["lr"] = t.scheduler.get_last_lr()[0]
+    if cfg.log.sample_every and (step == 1 or step % cfg.log.sample_every == 0):
+        t.logger.log_samples(step, _samples(rollouts, rewards, scored, cfg.log.num_samples))
+    return metrics
+
+
+def _prepare_batch(t: Trainer, rollouts: Rollouts, rewards: torch.Tensor,
+                   metrics: dict[str, float]) -> TrainBatch | None:
+    """Collate, add old / reference log-probs where needed, compute advantages, drop zero-variance groups."""
+    cfg, algo = t.cfg, t.cfg.algorithm
+    device = next(t.policy.parameters()).device
+    pad_id = t.tokenizer.pad_token_id
+    batch = collate(rollouts, torch.zeros(rollouts.size), pad_id, mask_truncated=algo.mask_truncated,
+                    device=device)
+    chunk = cfg.optim.micro_batch_size
+    if t.ref is not None:
+        batch.ref_logprobs = score_logprobs(t.ref, batch, _temperature(t), chunk)
+    if needs_old_logprobs(algo):
+        batch.old_logprobs = score_logprobs(t.policy, batch, _temperature(t), chunk)
+    if algo.kl_beta > 0 and algo.kl_in_reward:
+        kl = kl_penalty(algo.kl_estimator, batch.old_logprobs, batch.ref_logprobs)
+        rewards = apply_kl_to_rewards(rewards.to(device), kl, batch.response_mask, algo.kl_beta)
+        metrics["kl"] = float((kl * batch.response_mask).sum() / batch.response_mask.sum().clamp(min=1))
+    batch.advantages = compute_advantages(algo.advantage, rewards.to(device), rollouts.group_size,
+                                          **_advantage_options(algo))
+    if algo.filter_zero_variance:
+        g = rollouts.group_size
+        grouped = rewards.view(-1, g)
+        keep_groups = (grouped.max(dim=1).values > grouped.min(dim=1).values).nonzero().flatten()
+        rows = (keep_groups[:, None] * g + torch.arange(g)).flatten()
+        metrics["groups_kept"] = float(len(keep_groups))
+        if len(rows) == 0:
+            return None
+        batch = batch.select(rows)
+    return batch
+
+
+def _advantage_options(algo) -> dict:
+    return {"eps": algo.advantage_eps} if algo.advantage in ("grpo", "reinforce_pp_baseline") else {}
+
+
+def _temperature(t: Trainer) -> float:
+    return t.sampling.temperature if t.sampling.temperature > 0 else 1.0
+
+
+def _save(t: Trainer) -> None:
+    t.state.sampler = t.sampler.state_dict()
+    t.state.update_rng = t.update_rng.get_state().tolist()
+    save_checkpoint(t.cfg.out_dir, t.state, t.policy, t.tokenizer, t.optimizer, t.scheduler,
+                    keep=t.cfg.keep_checkpoints)
+
+
+def _samples(rollouts: Rollouts, rewards: torch.Tensor, scored, n: int) -> list[dict]:
+    out = []
+    for i in range(min(n, rollouts.size)):
+        out.append({"prompt_id": rollouts.examples[i].get("id"), "answer": rollouts.examples[i].get("answer"),
+                    "completion": rollouts.texts[i], "reward": float(rewards[i]), "correct": bool(scored.correct[i]),
+                    "status": {k: v[i].status for k, v in scored.scores.items()},
+                    "finish_reason": rollouts.completions[i].finish_reason})
+    return out
+
+
+def finish_report(cfg: TrainConfig, records: list[dict]) -> None:
+    out = Path(cfg.out_dir)
+    plots = plot_run(records, out / "plots") if cfg.log.plots and records else []
+    write_report(out / "report.md", title=f"GRPO run: {out.name}", records=records, plots=plots,
+                 summary={"model": cfg.model.path, "data": cfg.data.source, "steps": len(records),
+                          "group size": cfg.rollout.group_size, "prompts/step": cfg.prompts_per_step,
+                          "advantage": cfg.algorithm.advantage, "loss_agg": cfg.algorithm.loss_agg})
+
+
+def _reward_spec(cfg: TrainConfig):
+    from verifiers import RewardSpec
+    return RewardSpec.from_config(cfg.reward.verifiers)
+
+
+def _close(spec) -> None:
+    close = getattr(spec, "close", None)
+    if close is not None:
+        close()
+
+
+def _progress(cfg: TrainConfig, start: int):
+    if not cfg.log.progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=cfg.steps, initial=start, desc="grpo", dynamic_ncols=True)
+
+
+class _Timer:
+    def __init__(self):
+        self.times: dict[str, float] = {}
+        self.start = time.perf_counter()
+
+    @contextmanager
+    def __call__(self, name: str):
+        t0 = time.perf_counter()
+        yield
+        self.times[name] = self.times.get(name, 0.0) + time.perf_counter() - t0
+
+    def metrics(self) -> dict[str, float]:
+        m = {f"time/{k}": v for k, v in self.times.items()}
+        m["time/step"] = time.perf_counter() - self.start
+        return m

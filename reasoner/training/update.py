@@ -1,0 +1,102 @@
+"""The policy update: μ passes over the rollout batch, split into minibatches (one optimizer step each) and
+micro-batches (gradient accumulation).
+
+Loss denominators are the minibatch's global token / sequence counts, so accumulating micro-batches gives exactly
+the full-minibatch loss (the accumulation bug that made early GRPO implementations weight short sequences more).
+When μ = 1 and there is a single minibatch the policy has not moved since sampling, so the "old" log-probs are the
+current ones, detached: no extra forward pass.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import fields
+
+import torch
+
+from reasoner.algorithms import aggregate_loss, kl_penalty, policy_loss
+from reasoner.training.batch import TrainBatch
+from reasoner.training.config import AlgorithmConfig, OptimConfig
+from reasoner.training.logprobs import forward_logprobs
+
+
+def needs_old_logprobs(algo: AlgorithmConfig) -> bool:
+    return algo.ppo_epochs > 1 or algo.minibatches > 1 or algo.kl_in_reward or algo.tis_cap is not None
+
+
+def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: AlgorithmConfig, optim: OptimConfig, *,
+                  temperature: float, norm_length: int, generator: torch.Generator) -> dict[str, float]:
+    """Runs the optimisation passes on `batch`; returns token-weighted means of the loss statistics."""
+    if batch.old_logprobs is None and needs_old_logprobs(algo):
+        raise ValueError("this algorithm configuration needs batch.old_logprobs (computed before the update)")
+    params = [p for p in model.parameters() if p.requires_grad]
+    weighted: dict[str, float] = defaultdict(float)   # token-weighted means (clip fractions, KL, entropy)
+    additive: dict[str, float] = defaultdict(float)   # summed over micro-batches, averaged over minibatches
+    weight_total = 0.0
+    grad_norms = []
+    model.train()
+    for _ in range(algo.ppo_epochs):
+        order = torch.randperm(batch.size, generator=generator) if algo.ppo_epochs > 1 or algo.minibatches > 1 \
+            else torch.arange(batch.size)
+        for mb_index in order.chunk(algo.minibatches):
+            minibatch = batch.select(mb_index)
+            num_tokens = float(minibatch.response_mask.sum())
+            if num_tokens == 0:
+                continue
+            micro = optim.micro_batch_size or minibatch.size
+            for start in range(0, minibatch.size, micro):
+                part = minibatch.select(torch.arange(start, min(start + micro, minibatch.size)))
+                stats = _micro_step(model, part, algo, temperature, num_tokens=num_tokens,
+                                    num_seqs=float(minibatch.size), norm_length=norm_length)
+                tokens = float(part.response_mask.sum())
+                for key, value in stats.items():
+                    if key in _ADDITIVE:
+                        additive[key] += value
+                    else:
+                        weighted[key] += value * tokens
+                weight_total += tokens
+            max_norm = optim.max_grad_norm if optim.max_grad_norm is not None else float("inf")
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+    result = {key: value / max(weight_total, 1.0) for key, value in weighted.items()}
+    result.update({key: value / max(len(grad_norms), 1) for key, value in additive.items()})
+    result["grad_norm"] = sum(grad_norms) / len(grad_norms) if grad_norms else 0.0
+    result["optimizer_steps"] = float(len(grad_norms))
+    return result
+
+
+_ADDITIVE = ("loss", "pg_loss")
+
+
+def _micro_step(model, part: TrainBatch, algo: AlgorithmConfig, temperature: float, *, num_tokens: float,
+                num_seqs: float, norm_length: int) -> dict[str, float]:
+    want_entropy_grad = algo.entropy_coef != 0.0
+    logprobs, entropy = forward_logprobs(model, part, temperature, entropy_grad=want_entropy_grad)
+    old = part.old_logprobs if part.old_logprobs is not None else logprobs.detach()
+    is_weights = None
+    if algo.tis_cap is not None:
+        # Truncated importance sampling: correct for the engine having sampled from a slightly different
+        # distribution (another kernel, precision or stale weights) than the trainer's π_old.
+        is_weights = torch.exp(old - part.engine_logprobs).clamp(max=algo.tis_cap).detach()
+    agg = dict(num_tokens=num_tokens, num_seqs=num_seqs, norm_length=norm_length)
+    loss, pl_stats = policy_loss(
+        logprobs, old, part.advantages, part.response_mask, name=algo.policy_loss, clip_low=algo.clip_low,
+        clip_high=algo.clip_high, dual_clip=algo.dual_clip, loss_agg=algo.loss_agg, is_weights=is_weights, **agg)
+    stats = {"pg_loss": float(loss.detach())}
+    if algo.kl_beta > 0 and not algo.kl_in_reward:
+        kl = kl_penalty(algo.kl_estimator, logprobs, part.ref_logprobs)
+        kl_loss = aggregate_loss(kl, part.response_mask, algo.loss_agg, **agg)
+        loss = loss + algo.kl_beta * kl_loss
+        stats["kl"] = _masked_mean(kl.detach(), part.response_mask)
+    if want_entropy_grad:
+        loss = loss - algo.entropy_coef * aggregate_loss(entropy, part.response_mask, algo.loss_agg, **agg)
+    loss.backward()
+    stats["loss"] = float(loss.detach())
+    stats.update({f.name: float(getattr(pl_stats, f.name)) for f in fields(pl_stats)})
+    stats["entropy"] = _masked_mean(entropy.detach(), part.response_mask)
+    return stats
+
+
+def _masked_mean(x: torch.Tensor, mask: torch.Tensor) -> float:
+    return float((x * mask).sum() / mask.sum().clamp(min=1))
