@@ -1,0 +1,225 @@
+"""Clipped-surrogate policy losses (PPO / GRPO / DAPO), registered by name.
+
+`ppo_clip` is the token-level PPO objective with the ratio `exp(logprobs - old_logprobs)`:
+
+    loss_t = max(-A * ratio, -A * clip(ratio, 1 - clip_low, 1 + clip_high))          (clip-higher: DAPO)
+    loss_t = min(loss_t, -dual_clip * A)   where A < 0                                (dual clip, as verl)
+    loss_t = loss_t * is_weights           (truncated importance-sampling correction, detached)
+
+then aggregated over tokens by `aggregate_loss` (the `loss_agg` switch). `gspo` replaces the per-token ratio by
+the sequence's length-normalised ratio `exp(mean_t (logprobs - old_logprobs))` (GSPO, arXiv 2507.18071), with
+the gradient flowing per token as in the paper's GSPO-token form; the paper clips it much tighter (e.g.
+clip_low=3e-4, clip_high=4e-4) and pairs it with `seq-mean-token-mean`.
+
+Simplifications and guards: the log-ratio is clamped to [-20, 20] before `exp` (as verl does), so a broken
+batch yields a large finite loss rather than inf/NaN; beyond the clamp the gradient is 0. A KL-to-reference
+term is not part of this loss: the trainer adds `beta * kl_penalty(...)`, aggregated the same way, when it
+wants one. Statistics are detached 0-dim tensors (no device sync until a caller reads them).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+
+import torch
+from torch import Tensor
+
+from reasoner.algorithms.aggregation import Count, aggregate_loss
+from reasoner.algorithms.registry import Registry
+
+LOG_RATIO_CLAMP = 20.0
+
+
+@dataclass
+class PolicyLossStats:
+    """Detached 0-dim tensors, means over the real (masked-in) tokens; 0 when there are none."""
+
+    clip_frac_low: Tensor  # A < 0 and ratio < 1 - clip_low: the lower bound is active (no gradient)
+    clip_frac_high: Tensor  # A > 0 and ratio > 1 + clip_high: the upper bound is active (no gradient)
+    clip_frac_dual: Tensor  # A < 0 and ratio > dual_clip: the dual-clip cap is active (no gradient)
+    approx_kl: Tensor  # k3 estimate of KL(pi_old || pi): mean of expm1(log_ratio) - log_ratio
+    ratio_mean: Tensor
+    ratio_max: Tensor
+
+    def to_dict(self, prefix: str = "") -> dict[str, float]:
+        """Python floats for logging (this reads the values, so on GPU it synchronises once)."""
+        values = torch.stack([getattr(self, f.name).float() for f in fields(self)]).tolist()
+        return {prefix + f.name: v for f, v in zip(fields(self), values)}
+
+
+PolicyLossFn = Callable[..., tuple[Tensor, PolicyLossStats]]
+POLICY_LOSSES: Registry[PolicyLossFn] = Registry("policy loss")
+
+
+def policy_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    name: str = "ppo_clip",
+    clip_low: float = 0.2,
+    clip_high: float | None = None,
+    dual_clip: float | None = None,
+    loss_agg: str = "token-mean",
+    num_tokens: Count = None,
+    num_seqs: Count = None,
+    norm_length: int | float | None = None,
+    is_weights: Tensor | None = None,
+) -> tuple[Tensor, PolicyLossStats]:
+    """Clipped policy-gradient loss and its statistics.
+
+    Args:
+        logprobs: `[N, T]` log-probs of the sampled tokens under the policy being trained (gradient flows).
+        old_logprobs: `[N, T]` the same under the policy that sampled them (constant).
+        advantages: `[N]` (broadcast over tokens) or `[N, T]`.
+        mask: `[N, T]` 1.0 on real response tokens.
+        name: one of `POLICY_LOSSES.names()`.
+        clip_low / clip_high: the ratio is clipped to `[1 - clip_low, 1 + clip_high]`; `clip_high=None` means
+            `clip_low` (DAPO's clip-higher uses e.g. 0.2 / 0.28).
+        dual_clip: `c > 1` caps the loss of negative-advantage tokens at `-c * A`; None disables it.
+        loss_agg, num_tokens, num_seqs, norm_length: see `aggregate_loss`.
+        is_weights: `[N, T]` truncated importance-sampling weights multiplying the per-token loss (detached).
+
+    Returns:
+        `(loss, stats)`: 0-dim loss, `PolicyLossStats`.
+    """
+    fn = POLICY_LOSSES.get(name)
+    clip_high = clip_low if clip_high is None else clip_high
+    advantages = _check_inputs(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, is_weights)
+    dtype = torch.promote_types(logprobs.dtype, torch.float32)
+    per_token, stats = fn(
+        logprobs.to(dtype),
+        old_logprobs.detach().to(dtype),
+        advantages.detach().to(dtype),
+        mask.to(dtype),
+        clip_low=clip_low,
+        clip_high=clip_high,
+        dual_clip=dual_clip,
+    )
+    if is_weights is not None:
+        per_token = per_token * is_weights.detach().to(dtype)
+    loss = aggregate_loss(
+        per_token, mask, loss_agg, num_tokens=num_tokens, num_seqs=num_seqs, norm_length=norm_length
+    )
+    return loss, stats
+
+
+def _check_inputs(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+    is_weights: Tensor | None,
+) -> Tensor:
+    """Validate shapes and scalars; return advantages as `[N, T]` (a broadcast view for `[N]`)."""
+    shape = tuple(logprobs.shape)
+    if len(shape) != 2:
+        raise ValueError(f"logprobs must be [N, T], got {shape}")
+    for label, t in (("old_logprobs", old_logprobs), ("mask", mask), ("is_weights", is_weights)):
+        if t is not None and tuple(t.shape) != shape:
+            raise ValueError(f"{label} has shape {tuple(t.shape)}, expected {shape} like logprobs")
+    if tuple(advantages.shape) == shape[:1]:
+        advantages = advantages.unsqueeze(-1).expand(shape)
+    elif tuple(advantages.shape) != shape:
+        raise ValueError(f"advantages has shape {tuple(advantages.shape)}, expected [N]={shape[:1]} or [N, T]={shape}")
+    if not 0.0 <= clip_low < 1.0:
+        raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
+    if clip_high < 0.0:
+        raise ValueError(f"clip_high must be >= 0, got {clip_high}")
+    if dual_clip is not None and dual_clip <= 1.0:
+        raise ValueError(f"dual_clip must be > 1 (e.g. 3.0) or None, got {dual_clip}")
+    return advantages
+
+
+def _clipped_surrogate(
+    ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float, dual_clip: float | None
+) -> Tensor:
+    """Per-token `max(-A r, -A clip(r))`, capped at `-c A` where `A < 0` when `dual_clip=c`. All `[N, T]`."""
+    unclipped = -advantages * ratio
+    clipped = -advantages * ratio.clamp(1.0 - clip_low, 1.0 + clip_high)
+    loss = torch.maximum(unclipped, clipped)
+    if dual_clip is not None:
+        loss = torch.where(advantages < 0, torch.minimum(loss, -dual_clip * advantages), loss)
+    return loss
+
+
+@torch.no_grad()
+def _stats(
+    ratio: Tensor,
+    log_ratio: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+) -> PolicyLossStats:
+    """Masked token means of the clip indicators, k3 KL and ratio; all inputs `[N, T]`."""
+    real = mask != 0
+    count = real.sum().clamp(min=1).to(ratio.dtype)
+
+    def frac(indicator: Tensor) -> Tensor:
+        return (indicator & real).sum().to(ratio.dtype) / count
+
+    zero = torch.zeros((), dtype=ratio.dtype, device=ratio.device)
+    dual = frac((advantages < 0) & (ratio > dual_clip)) if dual_clip is not None else zero
+    k3 = torch.expm1(log_ratio) - log_ratio  # KL(old || new) from samples of old: (r - 1) - log r
+    ratio_max = torch.where(real, ratio, torch.full_like(ratio, -torch.inf)).amax() if ratio.numel() else zero
+    return PolicyLossStats(
+        clip_frac_low=frac((advantages < 0) & (ratio < 1.0 - clip_low)),
+        clip_frac_high=frac((advantages > 0) & (ratio > 1.0 + clip_high)),
+        clip_frac_dual=dual,
+        approx_kl=torch.where(real, k3, zero).sum() / count,
+        ratio_mean=torch.where(real, ratio, zero).sum() / count,
+        ratio_max=torch.where(torch.isfinite(ratio_max), ratio_max, zero),
+    )
+
+
+@POLICY_LOSSES.register("ppo_clip")
+def ppo_clip_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+) -> tuple[Tensor, PolicyLossStats]:
+    """Token-level PPO clipped surrogate: per-token loss `[N, T]` and stats. Inputs `[N, T]`."""
+    log_ratio = (logprobs - old_logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    ratio = torch.exp(log_ratio)
+    loss = _clipped_surrogate(ratio, advantages, clip_low, clip_high, dual_clip)
+    return loss, _stats(ratio, log_ratio, advantages, mask, clip_low, clip_high, dual_clip)
+
+
+@POLICY_LOSSES.register("gspo")
+def gspo_loss(
+    logprobs: Tensor,
+    old_logprobs: Tensor,
+    advantages: Tensor,
+    mask: Tensor,
+    *,
+    clip_low: float,
+    clip_high: float,
+    dual_clip: float | None,
+) -> tuple[Tensor, PolicyLossStats]:
+    """GSPO: the clipped surrogate with the sequence ratio `s_i = exp(mean_t log_ratio)` on every token.
+
+    GSPO-token form: `log s_{i,t} = sg[log s_i] + logprobs_t - sg[logprobs_t]`, so the value is `s_i` and the
+    gradient of token t is `s_i * grad logprobs_t`; clipping is decided per sequence. Inputs `[N, T]`.
+    Stats: clip fractions and ratios use `s_i` (per token of the sequence); approx_kl is per token.
+    """
+    token_log_ratio = (logprobs - old_logprobs).detach()
+    lengths = mask.sum(dim=-1, keepdim=True)
+    real_log_ratio = torch.where(mask != 0, token_log_ratio * mask, torch.zeros_like(token_log_ratio))
+    seq_log_ratio = real_log_ratio.sum(dim=-1, keepdim=True) / lengths.clamp(min=1)
+    log_ratio = (seq_log_ratio + logprobs - logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    ratio = torch.exp(log_ratio)
+    loss = _clipped_surrogate(ratio, advantages, clip_low, clip_high, dual_clip)
+    stats = _stats(ratio.detach(), token_log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP),
+                   advantages, mask, clip_low, clip_high, dual_clip)
+    return loss, stats
