@@ -1,0 +1,3 @@
+from reasoner.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,56 @@
+"""The `reasoner` command: `reasoner <stage> [--config FILE] [key=value ...]`.
+
+Each stage lives in its own module under `reasoner.commands` (imported only when used, so `reasoner --help` is
+fast) with `configure(parser)` and `run(args) -> int`.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "demo": ("reasoner.commands.demo", "the built-in CPU demo: tiny model, SFT warm start, GRPO, eval"),
+    "train": ("reasoner.commands.train", "GRPO training"),
+    "sft": ("reasoner.commands.sft", "supervised fine-tuning (loss on response tokens)"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="reasoner", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parsers = {name: sub.add_parser(name, help=text, description=text) for name, (_, text) in COMMANDS.items()}
+    if argv and argv[0] in COMMANDS:  # only the chosen stage's module is imported
+        _module(argv[0]).configure(parsers[argv[0]])
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    from reasoner.config import ConfigError
+    from reasoner.data.datasets import DatasetError
+    _quiet_libraries()
+    try:
+        return int(_module(args.command).run(args) or 0)
+    except (ConfigError, DatasetError) as e:
+        print(f"reasoner {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _module(command: str):
+    return importlib.import_module(COMMANDS[command][0])
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--config FILE` plus trailing `key=value` overrides, shared by every stage."""
+    parser.add_argument("--config", "-c", help="YAML config file")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config values (dotted keys)")
+
+
+def _quiet_libraries() -> None:
+    try:
+        from transformers.utils import logging as hf_logging
+        hf_logging.disable_progress_bar()
+        hf_logging.set_verbosity_error()
+    except ImportError:
+        pass

@@ -1,0 +1,1 @@
+"""One module per `reasoner` subcommand: `configure(parser)` and `run(args) -> int`."""

@@ -1,0 +1,18 @@
+"""`reasoner sft --config sft.yaml [key=value ...]`: supervised fine-tuning."""
+from __future__ import annotations
+
+from reasoner.cli import add_config_arguments
+
+
+def configure(parser) -> None:
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from reasoner.config import load_config
+    from reasoner.sft import SFTConfig, sft
+
+    cfg = load_config(SFTConfig, args.config, args.overrides)
+    result = sft(cfg)
+    print(f"[sft] {result.steps} steps, final loss {result.final_loss:.4f}; model: {result.final_model}")
+    return 0

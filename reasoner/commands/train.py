@@ -1,0 +1,18 @@
+"""`reasoner train --config grpo.yaml [key=value ...]`: GRPO training."""
+from __future__ import annotations
+
+from reasoner.cli import add_config_arguments
+
+
+def configure(parser) -> None:
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from reasoner.config import load_config
+    from reasoner.training import TrainConfig, train
+
+    cfg = load_config(TrainConfig, args.config, args.overrides)
+    result = train(cfg)
+    print(f"[train] {result.steps} steps; final model: {result.final_model}; report: {result.out_dir / 'report.md'}")
+    return 0

@@ -1,0 +1,30 @@
+"""SFT run configuration."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reasoner.data.datasets import DataConfig
+from reasoner.models.loading import ModelConfig
+from reasoner.training.config import OptimConfig
+
+
+def _sft_optim() -> OptimConfig:
+    return OptimConfig(lr=1e-4, schedule="cosine", warmup_steps=10, max_grad_norm=1.0)
+
+
+@dataclass
+class SFTConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    response_field: str = "response"          # prompt/response rows: the target text
+    messages_field: str = "messages"          # chat rows: [{"role", "content"}, ...]; loss on assistant turns
+    optim: OptimConfig = field(default_factory=_sft_optim)
+    batch_size: int = 32                      # sequences per optimizer step
+    epochs: float = 1.0
+    max_steps: int = 0                        # > 0 overrides epochs
+    max_length: int = 1024                    # longer examples are truncated (counted and reported)
+    seed: int = 0
+    out_dir: str = "runs/sft"
+    log_every: int = 10
+    threads: int = 0
+    progress: bool = True

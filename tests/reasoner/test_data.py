@@ -1,0 +1,62 @@
+"""Dataset loading with row-level errors, prompt templates, and the built-in arithmetic task."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from reasoner.data import DataConfig, DatasetError, build_prompts, load_examples
+from reasoner.data.tasks import arithmetic
+
+
+def test_jsonl_rows_keep_fields_and_map_names(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"q": "1+1?", "gold": 2, "extra": "x"}) + "\n\n" + json.dumps({"q": "2+2?", "gold": 4}))
+    rows = load_examples(DataConfig(source=str(path), prompt_field="q", answer_field="gold"))
+    assert [r["problem"] for r in rows] == ["1+1?", "2+2?"]
+    assert rows[0]["answer"] == "2" and rows[0]["extra"] == "x" and rows[0]["id"] == "line 1"
+
+
+def test_malformed_json_line_is_named(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"problem": "a", "answer": "1"}\n{"problem": "b", "answer": \n')
+    with pytest.raises(DatasetError, match=r"d.jsonl, line 2: invalid JSON"):
+        load_examples(DataConfig(source=str(path)))
+
+
+def test_missing_field_names_file_line_and_key(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text('{"problem": "a", "answer": "1"}\n{"problem": "b"}\n')
+    with pytest.raises(DatasetError, match=r"d.jsonl, line 2: missing required field 'answer'"):
+        load_examples(DataConfig(source=str(path)))
+
+
+def test_unknown_source_lists_builtin_tasks():
+    with pytest.raises(DatasetError, match="arithmetic"):
+        load_examples(DataConfig(source="no/such/file.jsonl"))
+
+
+def test_arithmetic_splits_are_disjoint_and_solutions_are_right():
+    train = arithmetic(3000, split="train")
+    test = arithmetic(300, split="test")
+    assert not {r["problem"] for r in train} & {r["problem"] for r in test}
+    for row in train[:200]:
+        expr = row["problem"].removeprefix("What is ").removesuffix("?")
+        assert str(eval(expr)) == row["answer"]  # noqa: S307 (our own generated arithmetic)
+        assert row["response"].endswith(f"<answer>{row['answer']}</answer>")
+    assert arithmetic(50, seed=1) != arithmetic(50, seed=2)
+    assert arithmetic(50, seed=1) == arithmetic(50, seed=1)
+
+
+def test_templates_render_chat_r1_and_raw(tokenizer):
+    rows = [{"id": "a", "problem": "What is 2 + 2?", "answer": "4"}]
+    chat = build_prompts(tokenizer, rows, template="chat")[0]
+    assert chat.text.endswith("<|im_start|>assistant\n") and "What is 2 + 2?" in chat.text
+    assert tokenizer.decode(chat.token_ids) == chat.text
+    r1 = build_prompts(tokenizer, rows, template="r1")[0]
+    assert r1.text.startswith("A conversation between User and Assistant") and r1.text.endswith("Assistant:")
+    assert build_prompts(tokenizer, rows, template="raw")[0].text == "What is 2 + 2?"
+    with pytest.raises(ValueError, match="valid templates: chat, r1, raw"):
+        build_prompts(tokenizer, rows, template="alpaca")
+    with pytest.raises(ValueError, match="'a' has .* tokens"):
+        build_prompts(tokenizer, rows, template="r1", max_prompt_tokens=5)

@@ -1,0 +1,143 @@
+"""The GRPO trainer on a tiny model: updates move the policy, every algorithm option runs, resume is exact."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from reasoner.algorithms import policy_loss
+from reasoner.config import load_config, save_config
+from reasoner.data import build_prompts
+from reasoner.data.tasks import arithmetic
+from reasoner.metrics.logger import read_metrics
+from reasoner.models import ModelConfig, load_model
+from reasoner.rollout import SamplingParams
+from reasoner.rollout.hf_engine import HFEngine
+from reasoner.training import AlgorithmConfig, TrainConfig, train
+from reasoner.training.batch import Rollouts, collate
+from reasoner.training.config import OptimConfig
+from reasoner.training.logprobs import score_logprobs
+from reasoner.training.update import update_policy
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def small_config(model_dir, out_dir, **overrides) -> TrainConfig:
+    base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.source=arithmetic", "data.num_examples=64",
+            "rollout.group_size=4", "rollout.max_new_tokens=16", "prompts_per_step=4", "steps=2",
+            "optim.lr=1e-3", "log.tensorboard=false", "log.progress=false", "log.plots=false",
+            "log.sample_every=1", "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}}"]
+    return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
+
+
+def test_update_changes_parameters_and_lowers_the_surrogate_loss_on_a_fixed_batch(tiny_model_dir, tokenizer):
+    torch.manual_seed(0)
+    model = load_model(ModelConfig(path=str(tiny_model_dir)))
+    prompts = build_prompts(tokenizer, arithmetic(4, split="train"))
+    groups = HFEngine(model, tokenizer).generate([p.token_ids for p in prompts], SamplingParams(n=4,
+                                                                                              max_new_tokens=12))
+    rollouts = Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts], tokenizer)
+    advantages = torch.tensor([1.0, -1.0, 0.5, -0.5] * 4)
+    batch = collate(rollouts, advantages, tokenizer.pad_token_id)
+    batch.old_logprobs = score_logprobs(model, batch)  # fixed: the surrogate can only improve against them
+
+    def surrogate() -> float:
+        return float(policy_loss(score_logprobs(model, batch), batch.old_logprobs, batch.advantages,
+                                 batch.response_mask)[0])
+
+    before_params = [p.detach().clone() for p in model.parameters()]
+    loss_before = surrogate()
+    algo = AlgorithmConfig(ppo_epochs=4, minibatches=2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    stats = update_policy(model, optimizer, scheduler, batch, algo, OptimConfig(micro_batch_size=3),
+                          temperature=1.0, norm_length=12, generator=torch.Generator().manual_seed(0))
+    assert stats["optimizer_steps"] == 8 and stats["grad_norm"] > 0
+    assert any(not torch.equal(a, b) for a, b in zip(before_params, model.parameters()))
+    assert surrogate() < loss_before - 1e-3
+
+
+def test_train_end_to_end_writes_metrics_checkpoints_model_and_report(tiny_model_dir, tmp_path):
+    cfg = small_config(tiny_model_dir, tmp_path / "run", **{"log.plots": "true", "log.tensorboard": "true"})
+    result = train(cfg)
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2]
+    for key in ("reward/mean", "reward/std", "reward/math/mean", "reward/format/mean", "pass@1", "pass@G",
+                "length/mean", "length/min", "length/max", "truncation_ratio", "zero_variance_groups", "entropy",
+                "clip_frac_low", "clip_frac_high", "grad_norm", "tokens_per_s", "time/generate", "time/score",
+                "time/update", "lr", "status/math/wrong"):
+        assert key in records[0] or key.startswith("status/"), key
+    assert 0.0 <= records[0]["pass@1"] <= records[0]["pass@G"] <= 1.0
+    assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "report.md").exists()
+    assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"reward.png", "pass_at_k.png",
+                                                                        "lengths.png"}
+    assert list((tmp_path / "run" / "tensorboard").iterdir())
+    samples = [json.loads(line) for line in (tmp_path / "run" / "samples.jsonl").read_text().splitlines()]
+    assert samples and {"completion", "reward", "correct", "status"} <= set(samples[0])
+    assert load_model(ModelConfig(path=str(result.final_model)), trainable=False) is not None
+    assert (tmp_path / "run" / "checkpoints" / "step-000002" / "optimizer.pt").exists()
+
+
+@pytest.mark.parametrize("overrides", [
+    {"algorithm.ppo_epochs": 2, "algorithm.minibatches": 2, "optim.micro_batch_size": 3},
+    {"algorithm.kl_beta": 0.05, "algorithm.kl_estimator": "k3"},
+    {"algorithm.kl_beta": 0.05, "algorithm.kl_in_reward": "true", "algorithm.kl_estimator": "k1"},
+    {"algorithm.advantage": "dr_grpo", "algorithm.loss_agg": "seq-mean-token-sum-norm"},
+    {"algorithm.advantage": "rloo", "algorithm.loss_agg": "seq-mean-token-mean", "algorithm.dual_clip": 3.0},
+    {"algorithm.advantage": "reinforce_pp_baseline", "algorithm.clip_high": 0.28, "algorithm.tis_cap": 2.0},
+    {"algorithm.filter_zero_variance": "true", "algorithm.mask_truncated": "true",
+     "algorithm.overlong_buffer": 4, "algorithm.entropy_coef": 0.01},
+])
+def test_algorithm_options_run_and_log(tiny_model_dir, tmp_path, overrides):
+    cfg = small_config(tiny_model_dir, tmp_path / "run", steps=1, **overrides)
+    records = train(cfg).metrics
+    assert len(records) == 1
+    if cfg.algorithm.kl_beta > 0:
+        assert records[0]["kl"] >= 0.0
+    if not cfg.algorithm.filter_zero_variance:
+        assert records[0]["optimizer_steps"] == cfg.algorithm.ppo_epochs * cfg.algorithm.minibatches
+
+
+def _comparable(records: list[dict]) -> list[dict]:
+    """Metrics without wall-clock timings (which legitimately differ between runs)."""
+    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "tokens_per_s"} for r in records]
+
+
+def test_resume_gives_the_same_metrics_as_a_straight_run(tiny_model_dir, tmp_path):
+    straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=4, save_every=2)).metrics
+    train(small_config(tiny_model_dir, tmp_path / "b", steps=2, save_every=2))
+    resumed = train(small_config(tiny_model_dir, tmp_path / "b", steps=4, save_every=2)).metrics
+    assert [r["step"] for r in resumed] == [1, 2, 3, 4]
+    assert _comparable(resumed) == _comparable(straight)
+    a = load_model(ModelConfig(path=str(tmp_path / "a" / "model")))
+    b = load_model(ModelConfig(path=str(tmp_path / "b" / "model")))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_matches_a_straight_run(tiny_model_dir, tmp_path):
+    steps = 6
+    cfg_b = small_config(tiny_model_dir, tmp_path / "b", steps=steps, save_every=1, **{"threads": 2})
+    save_config(cfg_b, tmp_path / "b.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "reasoner", "train", "--config", str(tmp_path / "b.yaml")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (tmp_path / "b" / "checkpoints" / "step-000003").exists():
+        assert proc.poll() is None and time.time() < deadline, "trainer exited or stalled before step 3"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    resumed = read_metrics(tmp_path / "b" / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == list(range(1, steps + 1))  # no step lost, none duplicated
+
+    straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=steps, save_every=1, threads=2)).metrics
+    assert _comparable(resumed) == _comparable(straight)
