@@ -3,26 +3,32 @@
 Why not `multiprocessing.Pool` / `concurrent.futures`: neither can kill one task that overruns (a sympy call
 stuck in C code ignores everything but SIGKILL), and with the "spawn" or "forkserver" start methods the child
 re-imports the parent's `__main__` module; in the trainer that module imports torch. Forking a parent that holds
-torch's thread pools is unsafe. So each worker here is a fresh interpreter started with `subprocess`
-(`verifiers._worker`), talking over two private pipes with `multiprocessing.connection` framing.
+torch's thread pools is unsafe. So the pool starts one fresh interpreter with `subprocess`, a *fork server*
+(`verifiers._worker`) that imports only the handler's modules and warms them up, and asks it over a Unix socket
+to fork each worker; the two pipes of a worker are created here and handed over with SCM_RIGHTS, and speak
+`multiprocessing.connection` framing. A worker killed at its deadline is replaced by a fork in milliseconds,
+already warm, instead of a new interpreter start-up (about a second, more on a loaded machine).
 
 Guarantees:
 - a task that has not answered `deadline_s` after it was handed to a worker gets `TIMEOUT`; its worker is
-  SIGKILLed and a replacement is started in the background; nothing else waits on it;
+  SIGKILLed (through a pidfd, so a recycled pid is never hit) and replaced; nothing else waits on it;
 - works from any thread or process (no signals, no `alarm`); several threads may `map` at once;
 - workers run under `RLIMIT_AS` (`memory_mb`), so a bomb that gets past the pre-filters dies with
-  `MemoryError` inside the worker (reported as `MEMORY`, worker recycled) instead of swapping the machine;
-- workers exit when the parent closes the pipe or dies (a watchdog thread notices the re-parenting);
-- workers are started lazily on first use and stopped by `close()`, the context manager, or at exit.
+  `MemoryError` inside the worker (reported as `MEMORY`, worker replaced) instead of swapping the machine;
+- workers exit when the pool closes their pipe or when the pool's process dies (the fork server sees its
+  socket close, kills them and exits);
+- processes start lazily on first use and stop on `close()`, the context manager, or at exit.
 
 Time spent waiting for a free worker does not count against a task's deadline unless the caller passes
 `budget_s` (an absolute limit for the whole call, used by single `score()` calls so they stay bounded even when
-the pool is busy or restarting).
+the pool is busy).
 """
 from __future__ import annotations
 
 import atexit
 import os
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -45,37 +51,63 @@ class Outcome:
     elapsed_s: float = 0.0
 
 
-class _Worker:
-    def __init__(self, handler: str, memory_mb: int):
-        to_child_r, to_child_w = os.pipe()
-        from_child_r, from_child_w = os.pipe()
+class _ForkServer:
+    """The parent's handle on the fork server process (see `verifiers._worker`)."""
+
+    def __init__(self, handler: str, memory_mb: int, startup_timeout_s: float):
+        parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.log = tempfile.TemporaryFile()
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         # `-c` with our package root first on sys.path: this checkout's `verifiers`, whatever the cwd holds
         boot = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from verifiers._worker import main; main()"
-        cmd = [sys.executable, "-c", boot, handler, str(to_child_r), str(from_child_w), str(memory_mb)]
+        cmd = [sys.executable, "-c", boot, handler, str(child_sock.fileno()), str(memory_mb)]
         try:
-            self.proc = subprocess.Popen(cmd, pass_fds=(to_child_r, from_child_w), env=env,
-                                         stdin=subprocess.DEVNULL, stdout=self.log, stderr=self.log,
-                                         close_fds=True)
+            self.proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=env, stdin=subprocess.DEVNULL,
+                                         stdout=self.log, stderr=self.log, close_fds=True)
+        finally:
+            child_sock.close()
+        self.sock = parent_sock
+        self.lock = threading.Lock()
+        self.sock.settimeout(startup_timeout_s)
+        try:
+            hello = self.sock.recv(16)
+        except OSError:
+            hello = b""
+        if hello != b"ready":
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+            tail = self.log_tail()
+            self.close()
+            raise RuntimeError(f"verifier worker process did not start{tail}")
+        self.sock.settimeout(None)
+
+    def fork_worker(self, startup_timeout_s: float) -> "_Worker":
+        to_child_r, to_child_w = os.pipe()
+        from_child_r, from_child_w = os.pipe()
+        try:
+            with self.lock:
+                socket.send_fds(self.sock, [b"fork"], [to_child_r, from_child_w])
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
-        self.send_conn = Connection(to_child_w, readable=False)
-        self.recv_conn = Connection(from_child_r, writable=False)
-        self.tasks_done = 0
-
-    def wait_ready(self, timeout_s: float) -> None:
-        if not self.recv_conn.poll(timeout_s):
-            raise RuntimeError(f"worker did not start within {timeout_s:.0f} s{self._log_tail()}")
+        worker = _Worker(Connection(to_child_w, readable=False), Connection(from_child_r, writable=False))
+        if not worker.recv_conn.poll(startup_timeout_s):
+            worker.close_pipes()
+            raise RuntimeError(f"forked worker did not answer within {startup_timeout_s:.0f} s{self.log_tail()}")
         try:
-            msg = self.recv_conn.recv()
-        except EOFError:
-            raise RuntimeError(f"worker exited during start-up{self._log_tail()}") from None
-        if msg != ("ready", self.proc.pid):
-            raise RuntimeError(f"worker sent {msg!r} instead of ready{self._log_tail()}")
+            tag, pid = worker.recv_conn.recv()
+        except (EOFError, OSError, ValueError):
+            worker.close_pipes()
+            raise RuntimeError(f"forked worker died at start{self.log_tail()}") from None
+        worker.attach(pid)
+        return worker
 
-    def _log_tail(self) -> str:
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self) -> str:
         try:
             self.log.seek(0)
             tail = self.log.read()[-2000:].decode(errors="replace").strip()
@@ -83,34 +115,61 @@ class _Worker:
             tail = ""
         return f": {tail}" if tail else ""
 
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self._reap()
-
-    def stop(self, grace_s: float = 1.0) -> None:
-        """Close the pipe (the worker exits on EOF); kill if it does not."""
+    def close(self, grace_s: float = 2.0) -> None:
+        """Closing the socket makes the fork server kill its workers and exit."""
         try:
-            self.send_conn.close()
+            self.sock.close()
         except OSError:
             pass
         try:
             self.proc.wait(grace_s)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-        self._reap()
+            self.proc.wait()
+        self.log.close()
 
-    def _reap(self) -> None:
+
+class _Worker:
+    def __init__(self, send_conn: Connection, recv_conn: Connection):
+        self.send_conn = send_conn
+        self.recv_conn = recv_conn
+        self.pid = -1
+        self._pidfd: int | None = None
+        self.tasks_done = 0
+
+    def attach(self, pid: int) -> None:
+        self.pid = pid
         try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
+            self._pidfd = os.pidfd_open(pid)  # kill through this: immune to pid reuse
+        except (AttributeError, OSError):
+            self._pidfd = None
+
+    def kill(self) -> None:
+        try:
+            if self._pidfd is not None:
+                signal.pidfd_send_signal(self._pidfd, signal.SIGKILL)
+            elif self.pid > 0:
+                os.kill(self.pid, signal.SIGKILL)
+        except (ProcessLookupError, OSError):
             pass
+        self.close_pipes()
+
+    def stop(self) -> None:
+        """Close the task pipe: the worker exits on EOF (the fork server reaps it)."""
+        self.close_pipes()
+
+    def close_pipes(self) -> None:
         for conn in (self.send_conn, self.recv_conn):
             try:
                 conn.close()
             except OSError:
                 pass
-        self.log.close()
+        if self._pidfd is not None:
+            try:
+                os.close(self._pidfd)
+            except OSError:
+                pass
+            self._pidfd = None
 
 
 class WorkerPool:
@@ -131,13 +190,17 @@ class WorkerPool:
         self._starting = 0
         self._closed = False
         self._started = False
+        self._ever_ready = False
         self._start_error: str | None = None
+        self._server: _ForkServer | None = None
+        self._server_lock = threading.Lock()
         self.restarts = 0
         _live_pools.add(self)
 
     # ----------------------------------------------------------------------------------------- life cycle
     def start(self, wait: bool = False) -> None:
-        """Start the workers (lazily called by `map`); with `wait`, block until one is ready."""
+        """Start the workers (lazily called by `map`); with `wait`, block until the first one is ready (once:
+        later calls return at once even when every worker is busy)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("WorkerPool is closed")
@@ -147,7 +210,7 @@ class WorkerPool:
                     self._spawn_async()
         if wait:
             with self._cond:
-                self._cond.wait_for(lambda: self._idle or self._start_error or self._closed,
+                self._cond.wait_for(lambda: self._ever_ready or self._start_error or self._closed,
                                     self.startup_timeout_s)
 
     def _spawn_async(self) -> None:
@@ -159,23 +222,31 @@ class WorkerPool:
         worker = None
         error = None
         try:
-            worker = _Worker(self.handler, self.memory_mb)
-            worker.wait_ready(self.startup_timeout_s)
+            worker = self._fork_server().fork_worker(self.startup_timeout_s)
         except Exception as exc:  # report any start-up failure to waiting callers instead of hanging them
             error = str(exc)
-            if worker is not None:
-                worker.kill()
-            worker = None
         with self._cond:
             self._starting -= 1
             if worker is not None and self._closed:
                 worker.stop()
             elif worker is not None:
                 self._idle.append(worker)
+                self._ever_ready = True
                 self._start_error = None
             else:
                 self._start_error = error
             self._cond.notify_all()
+
+    def _fork_server(self) -> _ForkServer:
+        """The fork server, started on first use and restarted if it died."""
+        with self._server_lock:
+            if self._closed:
+                raise RuntimeError("WorkerPool is closed")
+            if self._server is None or not self._server.alive():
+                if self._server is not None:
+                    self._server.close()
+                self._server = _ForkServer(self.handler, self.memory_mb, self.startup_timeout_s)
+            return self._server
 
     def close(self) -> None:
         with self._cond:
@@ -192,6 +263,10 @@ class WorkerPool:
         deadline = time.monotonic() + 5
         with self._cond:  # let in-flight spawns finish and stop their workers
             self._cond.wait_for(lambda: self._starting == 0, max(0.0, deadline - time.monotonic()))
+        with self._server_lock:
+            if self._server is not None:
+                self._server.close()  # it kills whatever worker is still running, then exits
+                self._server = None
         _live_pools.discard(self)
 
     def __enter__(self) -> "WorkerPool":
@@ -201,8 +276,14 @@ class WorkerPool:
         self.close()
 
     def pids(self) -> list[int]:
+        """Worker process ids (the fork server's is `server_pid`)."""
         with self._cond:
-            return [w.proc.pid for w in list(self._idle) + list(self._busy)]
+            return [w.pid for w in list(self._idle) + list(self._busy)]
+
+    @property
+    def server_pid(self) -> int | None:
+        server = self._server
+        return server.proc.pid if server is not None else None
 
     # ----------------------------------------------------------------------------------------- checkout
     def _checkout(self, timeout_s: float | None) -> _Worker | None:
@@ -314,9 +395,8 @@ class WorkerPool:
         try:
             kind, value = worker.recv_conn.recv()
         except (EOFError, OSError):
-            code = worker.proc.poll()
             self._discard(worker)
-            return Outcome(CRASHED, f"worker died (exit code {code})", elapsed)
+            return Outcome(CRASHED, "worker died", elapsed)
         if kind == MEMORY:
             self._discard(worker)  # after a MemoryError the interpreter's state is not worth keeping
             return Outcome(MEMORY, value, elapsed)

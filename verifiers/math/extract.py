@@ -98,5 +98,8 @@ def strip_math_delimiters(text: str) -> str:
     """Remove one layer of `$…$`, `$$…$$`, `\\(…\\)`, `\\[…\\]` around the whole string."""
     for left, right in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if len(text) >= len(left) + len(right) and text.startswith(left) and text.endswith(right):
-            return text[len(left) : len(text) - len(right)].strip()
+            inner = text[len(left) : len(text) - len(right)]
+            if left.startswith("$") and "$" in inner:  # `$a$ and $b$` is two formulas, not one
+                return text
+            return inner.strip()
     return text

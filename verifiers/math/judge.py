@@ -135,32 +135,34 @@ def _combine(results: list[str]) -> str:
 
 
 def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _Trace) -> str:
-    """A perfect matching of gold items to answer items (Kuhn's algorithm over lazily compared pairs)."""
+    """A perfect matching of gold items to answer items (Kuhn's algorithm over lazily compared pairs).
+
+    First with the cheap tiers only (a permuted list of surds matches by string, no sympy call), then, if that
+    leaves the matching open and a heavy comparator is available, with it for the undecided pairs.
+    """
     if len(gs) != len(ps):
         trace.note("structure", f"{len(gs)} items vs {len(ps)}")
         return NO
-    memo: dict[tuple[int, int], str] = {}
+    cheap: dict[tuple[int, int], str] = {}
+    full: dict[tuple[int, int], str] = {}
 
-    def edge(i: int, j: int) -> str:
-        if (i, j) not in memo:
-            memo[(i, j)] = _compare(gs[i], ps[j], cfg, heavy, trace)
-        return memo[(i, j)]
+    def cheap_edge(i: int, j: int) -> str:
+        if (i, j) not in cheap:
+            cheap[(i, j)] = _compare(gs[i], ps[j], cfg, None, trace)
+        return cheap[(i, j)]
 
-    match_of_pred: dict[int, int] = {}
+    def full_edge(i: int, j: int) -> str:
+        result = cheap_edge(i, j)
+        if result != UNKNOWN or heavy is None:
+            return result
+        if (i, j) not in full:
+            full[(i, j)] = _compare(gs[i], ps[j], cfg, heavy, trace)
+        return full[(i, j)]
 
-    def augment(i: int, seen: set[int]) -> bool:
-        for j in range(len(ps)):
-            if j in seen or edge(i, j) != YES:
-                continue
-            seen.add(j)
-            if j not in match_of_pred or augment(match_of_pred[j], seen):
-                match_of_pred[j] = i
-                return True
-        return False
-
-    if all(augment(i, set()) for i in range(len(gs))):
-        return YES
-    rows = [[edge(i, j) for j in range(len(ps))] for i in range(len(gs))]
+    for edge in (cheap_edge, full_edge) if heavy is not None else (cheap_edge,):
+        if _perfect_matching(len(gs), len(ps), edge):
+            return YES
+    rows = [[full_edge(i, j) for j in range(len(ps))] for i in range(len(gs))]
     if any(all(r == NO for r in row) for row in rows) or any(
         all(rows[i][j] == NO for i in range(len(gs))) for j in range(len(ps))
     ):
@@ -169,6 +171,22 @@ def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _T
     if UNKNOWN in flat:
         return UNKNOWN
     return UNPARSABLE if UNPARSABLE in flat else NO
+
+
+def _perfect_matching(n_gold: int, n_pred: int, edge: Callable[[int, int], str]) -> bool:
+    match_of_pred: dict[int, int] = {}
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for j in range(n_pred):
+            if j in seen or edge(i, j) != YES:
+                continue
+            seen.add(j)
+            if j not in match_of_pred or augment(match_of_pred[j], seen):
+                match_of_pred[j] = i
+                return True
+        return False
+
+    return all(augment(i, set()) for i in range(n_gold))
 
 
 def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace: _Trace) -> str:

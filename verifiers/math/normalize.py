@@ -92,12 +92,11 @@ def normalize_text(s: str) -> str:
     s = _strip_unit_tail(s)
     s = re.sub(r"\\text\{\s*(?:and|or)\s*\}", ",", s)
     s = re.sub(r"\s+(?:and|or)\s+", ",", s)
+    if _THOUSANDS.fullmatch(s.strip().rstrip(".")):  # before spaces go: `58, 500` is a list, `58,500` a number
+        s = s.replace(",", "")
     s = _collapse_spaces(s)
     s = _fix_shorthands(s)
-    s = s.rstrip(".").strip()
-    if _THOUSANDS.fullmatch(s):
-        s = s.replace(",", "")
-    return s
+    return s.rstrip(".").strip()
 
 
 def _strip_unit_tail(s: str) -> str:

@@ -7,7 +7,9 @@ pool starts on the first such pair, so a run whose answers are all integers neve
 """
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -40,6 +42,29 @@ class MathOptions:
             raise ValueError(f"{owner}: need deadline_s > 0, workers >= 1 and memory_mb >= 128; got {self}")
 
 
+class _LRU:
+    """A small thread-safe LRU map for settled symbolic verdicts."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._data: OrderedDict[Any, Score] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: Any) -> Score | None:
+        with self._lock:
+            value = self._data.get(key)
+            if value is not None:
+                self._data.move_to_end(key)
+            return value
+
+    def put(self, key: Any, value: Score) -> None:
+        with self._lock:
+            self._data[key] = value
+            self._data.move_to_end(key)
+            while len(self._data) > self.size:
+                self._data.popitem(last=False)
+
+
 @dataclass
 class _Pending:
     index: int
@@ -55,6 +80,7 @@ class MathVerifier(Verifier):
         self.compare = CompareConfig(self.options.mode, self.options.rel_tol)
         self.limits = prefilter.Limits(max_chars=self.options.max_answer_chars)
         self._pool: WorkerPool | None = None
+        self._verdicts = _LRU(50_000)
 
     @property
     def pool(self) -> WorkerPool:
@@ -92,11 +118,32 @@ class MathVerifier(Verifier):
             else:
                 scores[i] = result
         if pending:
-            payloads = [(p.gold, p.answer, self.compare.mode, self.compare.rel_tol) for p in pending]
-            outcomes = self.pool.map(payloads, self.options.deadline_s, budget_s=budget_s)
-            for item, outcome in zip(pending, outcomes):
-                scores[item.index] = self._from_worker(item.answer, outcome)
+            self._run_heavy(pending, scores, budget_s)
         return [s for s in scores if s is not None]
+
+    def _run_heavy(self, pending: list[_Pending], scores: list[Score | None], budget_s: float | None) -> None:
+        """Send the pairs the cheap tiers could not decide to the pool: each distinct pair once (a policy that
+        found a slow answer repeats it across a group), and settled verdicts from earlier batches not at all."""
+        todo: dict[tuple[str, str], list[_Pending]] = {}
+        for item in pending:
+            cached = self._verdicts.get((item.gold, item.answer))
+            if cached is not None:
+                scores[item.index] = Score(cached.value, cached.status, {**cached.details, "cached": True})
+            else:
+                todo.setdefault((item.gold, item.answer), []).append(item)
+        if not todo:
+            return
+        keys = list(todo)
+        if budget_s is not None:
+            self.pool.start(wait=True)  # the pool's one-time start-up is not charged to this call's budget
+        payloads = [(gold, answer, self.compare.mode, self.compare.rel_tol) for gold, answer in keys]
+        outcomes = self.pool.map(payloads, self.options.deadline_s, budget_s=budget_s)
+        for key, outcome in zip(keys, outcomes):
+            score = self._from_worker(key[1], outcome)
+            if outcome.kind == OK:  # timeouts depend on load: never remembered
+                self._verdicts.put(key, score)
+            for item in todo[key]:
+                scores[item.index] = score
 
     def _gold(self, example: Mapping[str, Any], index: int) -> str:
         try:
