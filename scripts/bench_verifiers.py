@@ -2,9 +2,10 @@
 """Throughput of the `math` verifier against math-verify's own `parse` + `verify`, on the same pairs, one run.
 
 Pairs (all from ../shared/data, or $REASONER_SHARED_DATA):
-  - MATH-500 golds against three answers each, built deterministically from the gold: the gold itself in a
-    sentence, an equivalent re-typesetting (`\\dfrac`, `\\left(`, spaces, `$…$`) and a perturbed answer (an
-    integer + 1, a tuple's items reversed, or `+1` appended);
+  - MATH-500 golds against three or four answers each, built deterministically from the gold: the gold itself
+    in a sentence, an equivalent re-typesetting (`\\dfrac`, `\\left(`, spaces, `$…$`), a perturbed answer (an
+    integer + 1, a tuple's items reversed, or `+1` appended) and, for single-expression golds, the algebraically
+    equal `\\frac{2 \\cdot (gold)}{2}` (no string rule matches it: exact arithmetic or sympy must prove it);
   - the 800 labelled Qwen2.5-Math completions against their golds.
 The peer is math-verify 0.9 used as TRL's accuracy reward uses it: `verify(parse(gold), parse(completion))`,
 in this process, main thread, its default signal-based timeouts. Ours is `get_verifier("math", extract="boxed",
@@ -47,7 +48,11 @@ def perturbations(gold: str) -> list[str]:
         wrong = ",".join(reversed(gold.split(",")))
     else:
         wrong = gold + "+1"
-    return [same, equivalent, f"The answer is \\boxed{{{wrong}}}."]
+    answers = [same, equivalent, f"The answer is \\boxed{{{wrong}}}."]
+    if not re.search(r",|=|\\text|\\mbox|\\begin|\\cup|\\pm|\\circ|\\%|\\\$|\\in|_", gold):
+        # algebraically equal, textually different: needs exact arithmetic or sympy, not string matching
+        answers.append(f"Therefore $\\boxed{{\\frac{{2 \\cdot \\left({gold}\\right)}}{{2}}}}$.")
+    return answers
 
 
 def load_pairs(base: Path) -> dict[str, list[tuple[str, str]]]:

@@ -24,10 +24,11 @@ from typing import Callable
 
 from .exact import Exact, close, evaluate
 from .normalize import Group, Leaf, Node
+from .screen import clearly_different
 
 YES, NO, UNKNOWN, UNPARSABLE = "yes", "no", "unknown", "unparsable"
 MODES = ("strict", "lenient")
-TIERS = ("string", "exact", "float", "structure", "sympy", "numeric")
+TIERS = ("string", "exact", "float", "screen", "structure", "sympy", "numeric")
 
 
 @dataclass(frozen=True)
@@ -138,31 +139,45 @@ def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _T
     """A perfect matching of gold items to answer items (Kuhn's algorithm over lazily compared pairs).
 
     First with the cheap tiers only (a permuted list of surds matches by string, no sympy call), then, if that
-    leaves the matching open and a heavy comparator is available, with it for the undecided pairs.
+    leaves the matching open and a heavy comparator is available, with it for the undecided pairs. Each pair
+    keeps its own trace; the verdict reports the tiers of the matched pairs (or of all, when none matches).
     """
     if len(gs) != len(ps):
         trace.note("structure", f"{len(gs)} items vs {len(ps)}")
         return NO
-    cheap: dict[tuple[int, int], str] = {}
-    full: dict[tuple[int, int], str] = {}
+    cheap: dict[tuple[int, int], tuple[str, _Trace]] = {}
+    full: dict[tuple[int, int], tuple[str, _Trace]] = {}
 
     def cheap_edge(i: int, j: int) -> str:
         if (i, j) not in cheap:
-            cheap[(i, j)] = _compare(gs[i], ps[j], cfg, None, trace)
-        return cheap[(i, j)]
+            t = _Trace()
+            cheap[(i, j)] = (_compare(gs[i], ps[j], cfg, None, t), t)
+        return cheap[(i, j)][0]
 
     def full_edge(i: int, j: int) -> str:
         result = cheap_edge(i, j)
         if result != UNKNOWN or heavy is None:
             return result
         if (i, j) not in full:
-            full[(i, j)] = _compare(gs[i], ps[j], cfg, heavy, trace)
-        return full[(i, j)]
+            t = _Trace()
+            full[(i, j)] = (_compare(gs[i], ps[j], cfg, heavy, t), t)
+        return full[(i, j)][0]
+
+    def merge(pairs) -> None:
+        for i, j in pairs:
+            t = (full.get((i, j)) or cheap[(i, j)])[1]
+            for tier in t.tiers:
+                trace.note(tier)
+            for reason in t.reasons:
+                trace.note("structure", reason)
 
     for edge in (cheap_edge, full_edge) if heavy is not None else (cheap_edge,):
-        if _perfect_matching(len(gs), len(ps), edge):
+        matching = _perfect_matching(len(gs), len(ps), edge)
+        if matching is not None:
+            merge(matching)
             return YES
     rows = [[full_edge(i, j) for j in range(len(ps))] for i in range(len(gs))]
+    merge([(i, j) for i in range(len(gs)) for j in range(len(ps))])
     if any(all(r == NO for r in row) for row in rows) or any(
         all(rows[i][j] == NO for i in range(len(gs))) for j in range(len(ps))
     ):
@@ -173,7 +188,8 @@ def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _T
     return UNPARSABLE if UNPARSABLE in flat else NO
 
 
-def _perfect_matching(n_gold: int, n_pred: int, edge: Callable[[int, int], str]) -> bool:
+def _perfect_matching(n_gold: int, n_pred: int, edge: Callable[[int, int], str]) -> list[tuple[int, int]] | None:
+    """The matched (gold, answer) pairs when every gold item can be matched through YES edges, else None."""
     match_of_pred: dict[int, int] = {}
 
     def augment(i: int, seen: set[int]) -> bool:
@@ -186,7 +202,9 @@ def _perfect_matching(n_gold: int, n_pred: int, edge: Callable[[int, int], str])
                 return True
         return False
 
-    return all(augment(i, set()) for i in range(n_gold))
+    if all(augment(i, set()) for i in range(n_gold)):
+        return [(i, j) for j, i in match_of_pred.items()]
+    return None
 
 
 def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace: _Trace) -> str:
@@ -210,6 +228,12 @@ def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace:
             ok = _numbers_close(eg, ep, g.percent, p.percent, cfg)
             trace.note("float" if (eg.approximate or ep.approximate) and eg.value != ep.value else "exact")
             return YES if ok else NO
+        if g.percent == p.percent:
+            # decimals carry the comparison tolerance; exact expressions only 30-digit rounding noise
+            tol = cfg.tolerance if ("." in gv or "." in pv) else 1e-20
+            if clearly_different(gv, pv, tol):
+                trace.note("screen")
+                return NO
     if heavy is None:
         return UNKNOWN
     result, tier = heavy(gv, pv, g.percent, p.percent, cfg)

@@ -5,7 +5,7 @@ import logging
 
 from .judge import CompareConfig, judge
 from .normalize import parse_answer
-from .symbolic import heavy_compare, parse_latex
+from .symbolic import heavy_compare, parse_latex, parse_leaf
 
 
 # Typical answer shapes. Parsing them once at start-up loads sympy's lazily imported modules and fills
@@ -28,7 +28,8 @@ def warm_up() -> None:
     for mode in ("strict", "lenient"):
         for gold, pred in WARM_UP_PAIRS:
             run((gold, pred, mode, None))
-    parse_latex.cache_clear()  # warm the parser, not the cache: benchmarks and tests start from empty caches
+    parse_latex.cache_clear()  # warm the parser, not the caches: benchmarks and tests start from empty caches
+    parse_leaf.cache_clear()
 
 
 def run(payload: tuple[str, str, str, float | None]) -> tuple[str, str, str]:
