@@ -14,7 +14,7 @@ Both start warm from the same expressions (`verifiers.math.worker_task.WARM_UP_P
 and ANTLR's prediction cache), and with empty answer caches.
 Also printed: how often the two disagree, per set. The last line is the speed ratio.
 
-    python scripts/bench_verifiers.py [--workers 2] [--repeat 1]
+    python scripts/bench_verifiers.py [--workers 2] [--deadline 3]
 """
 from __future__ import annotations
 
@@ -80,12 +80,13 @@ def run_peer(pairs: list[tuple[str, str]]) -> tuple[float, list[bool]]:
     return time.perf_counter() - t0, verdicts
 
 
-def run_ours(verifier, pairs: list[tuple[str, str]]) -> tuple[float, list[bool], dict[str, int]]:
+def run_ours(verifier, pairs: list[tuple[str, str]]) -> tuple[float, list[bool], dict[str, int], dict[str, int]]:
     from collections import Counter
     t0 = time.perf_counter()
     scores = verifier.score_batch([c for _, c in pairs], [{"answer": g} for g, _ in pairs])
     elapsed = time.perf_counter() - t0
-    return elapsed, [s.correct for s in scores], dict(Counter(s.status for s in scores))
+    tiers = Counter(s.details.get("tier", s.status) for s in scores)
+    return elapsed, [s.correct for s in scores], dict(Counter(s.status for s in scores)), dict(tiers)
 
 
 def main() -> None:
@@ -113,11 +114,11 @@ def main() -> None:
         for name, pairs in sets.items():
             parse_answer.cache_clear()
             peer_s, peer_v = run_peer(pairs)
-            ours_s, ours_v, statuses = run_ours(ours, pairs)
+            ours_s, ours_v, statuses, tiers = run_ours(ours, pairs)
             differ = sum(a != b for a, b in zip(peer_v, ours_v))
             print(f"{name:18s} {len(pairs):5d} pairs | math-verify {peer_s:7.2f} s ({len(pairs) / peer_s:7.0f}/s)"
                   f" | verifiers {ours_s:6.2f} s ({len(pairs) / ours_s:7.0f}/s) | x{peer_s / ours_s:5.2f}"
-                  f" | verdicts differ on {differ} | ours: {statuses}")
+                  f" | verdicts differ on {differ}\n{'':18s} ours: {statuses}; deciding tier: {tiers}")
             total_peer += peer_s
             total_ours += ours_s
             n_total += len(pairs)

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--out", required=True, help="output JSONL ('-' for stdout)")
     s.add_argument("--kind", default="math", help="verifier name (see `python -m verifiers list`)")
     s.add_argument("--mode", choices=("strict", "lenient"), help="math: comparison mode (default strict)")
-    s.add_argument("--deadline", type=float, help="math: seconds per symbolic check (default 3)")
+    s.add_argument("--deadline", type=float, help="math: seconds per symbolic check (default 3); code: per run")
     s.add_argument("--workers", type=int, help="math/code: worker processes (default 2)")
     s.add_argument("--extract", choices=("answer_tag", "boxed", "auto"), help="math: where the answer is")
     s.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -63,7 +63,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _options(args: argparse.Namespace) -> dict[str, Any]:
-    named = {"mode": args.mode, "deadline_s": args.deadline, "workers": args.workers, "extract": args.extract}
+    deadline_key = "timeout_s" if args.kind == "code" else "deadline_s"  # the code verifier's per-run limit
+    named = {"mode": args.mode, deadline_key: args.deadline, "workers": args.workers, "extract": args.extract}
     options = {k: v for k, v in named.items() if v is not None}
     for item in args.set:
         key, sep, raw = item.partition("=")

@@ -70,6 +70,8 @@ class RewardSpec:
         kinds: dict[str, str] = {}
         try:
             for label, raw in config.items():
+                if label == "total":
+                    raise ValueError("reward label 'total' is reserved (RewardBatch.means() reports the total under it)")
                 options = dict(raw or {})
                 weight = options.pop("weight", 1.0)
                 if isinstance(weight, bool) or not isinstance(weight, (int, float)):

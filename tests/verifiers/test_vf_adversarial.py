@@ -1,6 +1,5 @@
 """The adversarial set (data/verifiers/adversarial.jsonl): every item within deadline + 0.5 s, from the main
 thread and from a worker thread, with worker memory capped and the caller's memory flat."""
-import resource
 import threading
 import time
 from pathlib import Path

@@ -19,6 +19,7 @@ from fractions import Fraction
 
 MAX_BITS = 400_000        # about 120k decimal digits: 2006! and 2^{100000} are in, towers are not
 MAX_FACTORIAL = 10_000
+MAX_TOKENS = 300          # keeps the recursive descent far from Python's recursion limit
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>\d+\.\d*|\.\d+|\d+)|(?P<cmd>\\frac|\\cdot|\\times|\\div)|(?P<op>[-+*/^!(){}]))"
 )
@@ -37,14 +38,14 @@ class _Unsupported(Exception):
 def evaluate(text: str) -> Exact | None:
     """The exact value of `text`, or None when it is not plain arithmetic on numbers (or too large)."""
     tokens = _tokenize(text)
-    if tokens is None:
+    if tokens is None or len(tokens) > MAX_TOKENS:
         return None
     parser = _Parser(tokens)
     try:
         value, approx = parser.expr()
         if parser.pos != len(tokens):
             return None
-    except (_Unsupported, ZeroDivisionError, OverflowError, ValueError):
+    except (_Unsupported, ZeroDivisionError, OverflowError, ValueError, RecursionError):
         return None
     return Exact(value, approx)
 

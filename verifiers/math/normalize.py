@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Union
 
-from .extract import matching_brace, strip_math_delimiters
+from .extract import strip_math_delimiters
 
 MAX_ITEMS = 100
 

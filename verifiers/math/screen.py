@@ -25,6 +25,7 @@ from functools import lru_cache
 
 import mpmath
 
+MAX_TOKENS = 300  # trees stay shallow enough for recursive evaluation on any thread's stack
 _CTX = mpmath.MPContext()  # private context: nobody else changes its precision
 _CTX.dps = 30
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
@@ -48,7 +49,7 @@ Expr = tuple  # a small tree: ("num", value) | ("var", name) | ("const", name) |
 def compile_expr(text: str) -> Expr | None:
     """Parse a normalised leaf into an evaluable tree, or None when the screen does not handle it."""
     tokens = _tokenize(text)
-    if tokens is None:
+    if tokens is None or len(tokens) > MAX_TOKENS:
         return None
     parser = _Parser(tokens)
     try:
@@ -56,7 +57,7 @@ def compile_expr(text: str) -> Expr | None:
         if parser.pos != len(tokens):
             return None
         return tree
-    except _Refuse:
+    except (_Refuse, RecursionError):
         return None
 
 
