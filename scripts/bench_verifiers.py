@@ -14,7 +14,7 @@ Both start warm from the same expressions (`verifiers.math.worker_task.WARM_UP_P
 and ANTLR's prediction cache), and with empty answer caches.
 Also printed: how often the two disagree, per set. The last line is the speed ratio.
 
-    python scripts/bench_verifiers.py [--workers 2] [--deadline 3]
+    python scripts/bench_verifiers.py [--workers 2] [--deadline 3] [--symbolic-only]
 """
 from __future__ import annotations
 
@@ -55,6 +55,23 @@ def perturbations(gold: str) -> list[str]:
     return answers
 
 
+def symbolic_pairs(base: Path) -> dict[str, list[tuple[str, str]]]:
+    """The worst case for the cheap tiers: symbolic MATH-500 golds against `\\frac{2 \\cdot (gold)}{2}`, which
+    only sympy can prove equal (no string, exact-number or screen decision is possible)."""
+    from verifiers.math.exact import evaluate
+    from verifiers.math.normalize import Leaf, parse_answer
+
+    math500 = [json.loads(line) for line in open(base / "math" / "math500.jsonl", encoding="utf-8")]
+    pairs = []
+    for row in math500:
+        gold = row["answer"]
+        node = parse_answer(gold)
+        answers = perturbations(gold)
+        if len(answers) == 4 and isinstance(node, Leaf) and evaluate(node.value) is None:
+            pairs.append((gold, answers[3]))
+    return {"math500_symbolic": pairs}
+
+
 def load_pairs(base: Path) -> dict[str, list[tuple[str, str]]]:
     math500 = [json.loads(line) for line in open(base / "math" / "math500.jsonl", encoding="utf-8")]
     labelled = [json.loads(line) for line in
@@ -93,12 +110,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--deadline", type=float, default=3.0)
+    ap.add_argument("--symbolic-only", action="store_true",
+                    help="only pairs that need sympy (symbolic golds against an algebraically equal rewrite)")
     args = ap.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     base = data_dir()
     if not (base / "math" / "math500.jsonl").is_file():
         sys.exit(f"shared data not found under {base} (set REASONER_SHARED_DATA)")
-    sets = load_pairs(base)
+    sets = symbolic_pairs(base) if args.symbolic_only else load_pairs(base)
 
     from verifiers import get_verifier
     from verifiers.math.normalize import parse_answer
