@@ -25,6 +25,11 @@ def lenient_math():
     v.close()
 
 
+@pytest.fixture(scope="session")
+def adversarial_rows() -> list[dict]:
+    return load_adversarial()
+
+
 def load_adversarial() -> list[dict]:
     rows = []
     for line in (DATA / "adversarial.jsonl").read_text(encoding="utf-8").splitlines():

@@ -8,12 +8,9 @@ import pytest
 
 from verifiers import get_verifier
 
-from conftest import load_adversarial
-
 DEADLINE = 1.0
 SLACK = 0.5
 MEMORY_MB = 768
-ROWS = load_adversarial()
 
 
 def _rss_mb(pid="self") -> float:
@@ -31,9 +28,9 @@ def verifier():
     v.close()
 
 
-def _run_all(v):
+def _run_all(v, rows):
     results = []
-    for row in ROWS:
+    for row in rows:
         t0 = time.monotonic()
         score = v.score(row["completion"], row)
         results.append((row, score, time.monotonic() - t0))
@@ -41,15 +38,15 @@ def _run_all(v):
 
 
 @pytest.mark.parametrize("where", ["main", "thread"])
-def test_adversarial_items_return_within_deadline(verifier, where):
+def test_adversarial_items_return_within_deadline(verifier, adversarial_rows, where):
     rss_before = _rss_mb()
     if where == "main":
-        results = _run_all(verifier)
+        results = _run_all(verifier, adversarial_rows)
     else:
         box = {}
-        th = threading.Thread(target=lambda: box.setdefault("r", _run_all(verifier)))
+        th = threading.Thread(target=lambda: box.setdefault("r", _run_all(verifier, adversarial_rows)))
         th.start()
-        th.join(len(ROWS) * (DEADLINE + SLACK) + 30)
+        th.join(len(adversarial_rows) * (DEADLINE + SLACK) + 30)
         assert not th.is_alive()
         results = box["r"]
     slow = [(row["id"], round(dt, 2)) for row, _, dt in results if dt > DEADLINE + SLACK]
@@ -61,8 +58,8 @@ def test_adversarial_items_return_within_deadline(verifier, where):
     assert _rss_mb() - rss_before < 150
 
 
-def test_worker_memory_is_capped(verifier):
-    heavy = [row for row in ROWS if "timeout" in row["expect"]]
+def test_worker_memory_is_capped(verifier, adversarial_rows):
+    heavy = [row for row in adversarial_rows if "timeout" in row["expect"]]
     verifier.score_batch([r["completion"] for r in heavy], heavy)
     for pid in verifier.pool.pids():
         limits = Path(f"/proc/{pid}/limits").read_text()
@@ -73,16 +70,16 @@ def test_worker_memory_is_capped(verifier):
         assert peak_kb < MEMORY_MB * 1024
 
 
-def test_rejections_say_why(verifier):
-    by_id = {row["id"]: row for row in ROWS}
+def test_rejections_say_why(verifier, adversarial_rows):
+    by_id = {row["id"]: row for row in adversarial_rows}
     for rid, word in [("tower_2_2_40", "exponent"), ("factorial_10_10", "factorial"), ("megabyte_digits", "characters"),
                       ("deep_frac_150", "depth"), ("many_items", "items")]:
         score = verifier.score(by_id[rid]["completion"], by_id[rid])
         assert score.status == "rejected" and word in score.details["reason"], (rid, score)
 
 
-def test_parallel_batch_of_bombs_is_bounded(verifier):
-    slow = [row for row in ROWS if "timeout" in row["expect"]]
+def test_parallel_batch_of_bombs_is_bounded(verifier, adversarial_rows):
+    slow = [row for row in adversarial_rows if "timeout" in row["expect"]]
     t0 = time.monotonic()
     scores = verifier.score_batch([r["completion"] for r in slow], slow)
     elapsed = time.monotonic() - t0

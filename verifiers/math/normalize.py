@@ -124,7 +124,7 @@ def _fix_shorthands(s: str) -> str:
     return s
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=16384)
 def parse_answer(s: str) -> Node:
     """Normalise and read the structure of one answer string (cached: golds repeat across a group)."""
     return _node(normalize_text(s))

@@ -80,7 +80,7 @@ class MathVerifier(Verifier):
         self.compare = CompareConfig(self.options.mode, self.options.rel_tol)
         self.limits = prefilter.Limits(max_chars=self.options.max_answer_chars)
         self._pool: WorkerPool | None = None
-        self._verdicts = _LRU(50_000)
+        self._verdicts = _LRU(10_000)
 
     @property
     def pool(self) -> WorkerPool:
