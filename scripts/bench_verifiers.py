@@ -12,7 +12,8 @@ in this process, main thread, its default signal-based timeouts. Ours is `get_ve
 workers=N)`, scored with `score_batch` after the worker pool has started (start-up is reported separately).
 Both start warm from the same expressions (`verifiers.math.worker_task.WARM_UP_PAIRS`: sympy's lazy imports
 and ANTLR's prediction cache), and with empty answer caches.
-Also printed: how often the two disagree, per set. The last line is the speed ratio.
+Also printed: what one trainer step of 128 completions with integer golds costs, how often the two graders
+disagree, per set, and which tier decided. The last line is the speed ratio.
 
     python scripts/bench_verifiers.py [--workers 2] [--deadline 3] [--symbolic-only]
 """
@@ -106,6 +107,26 @@ def run_ours(verifier, pairs: list[tuple[str, str]]) -> tuple[float, list[bool],
     return elapsed, [s.correct for s in scores], dict(Counter(s.status for s in scores)), dict(tiers)
 
 
+def trainer_step(base: Path) -> None:
+    """What one GRPO step costs the trainer: 128 R1-format completions, GSM8K integer golds, math + format +
+    language in one RewardSpec. Prints milliseconds per batch and whether any worker process was needed."""
+    from verifiers import RewardSpec
+
+    rows = [json.loads(line) for line in open(base / "math" / "gsm8k_test.jsonl", encoding="utf-8")][:128]
+    completions = [f"<think>{r['problem']}</think><answer>{r['answer'] if i % 2 else r['answer'] + '1'}</answer>"
+                   for i, r in enumerate(rows)]
+    with RewardSpec.from_config({"math": {}, "format": {"weight": 0.1}, "language": {"weight": 0.1}}) as spec:
+        times = []
+        for _ in range(5):
+            t0 = time.perf_counter()
+            batch = spec.score_batch(completions, rows)
+            times.append(time.perf_counter() - t0)
+        pool = spec.verifiers["math"]._pool
+    print(f"trainer step (128 completions, integer golds, math+format+language): "
+          f"median {sorted(times)[2] * 1000:.1f} ms per batch; worker pool started: {pool is not None}; "
+          f"math statuses {batch.status_counts()['math']}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
@@ -118,6 +139,8 @@ def main() -> None:
     if not (base / "math" / "math500.jsonl").is_file():
         sys.exit(f"shared data not found under {base} (set REASONER_SHARED_DATA)")
     sets = symbolic_pairs(base) if args.symbolic_only else load_pairs(base)
+    if not args.symbolic_only:
+        trainer_step(base)
 
     from verifiers import get_verifier
     from verifiers.math.normalize import parse_answer
