@@ -126,3 +126,22 @@ def test_verl_module_level_functions_read_the_env_spec(monkeypatch, tmp_path):
     with pytest.raises(ValueError, match="not valid JSON"):
         adapters.compute_score("m", "x", "1")
     monkeypatch.setattr(adapters, "_default_spec", None)
+
+
+def test_verl_loads_the_entry_file_by_path(monkeypatch):
+    """verl imports `custom_reward_function.path` with spec_from_file_location, outside any package."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(adapters.__file__).with_name("verl_reward.py")
+    spec = importlib.util.spec_from_file_location("custom_module", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("VERIFIERS_REWARD_SPEC", '{"math": {"extract": "boxed"}}')
+    monkeypatch.setattr(adapters, "_default_spec", None)
+    try:
+        assert module.compute_score("x", "\\boxed{7}", "7", None)["acc"] == 1.0
+    finally:
+        if adapters._default_spec is not None:
+            adapters._default_spec.close()
+        monkeypatch.setattr(adapters, "_default_spec", None)
