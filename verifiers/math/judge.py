@@ -1,0 +1,265 @@
+"""Compare a gold answer tree with a predicted one, tier by tier.
+
+The same function runs twice at most: first in the caller's process with only the cheap tiers (normalised
+string, exact numbers); when a leaf needs symbolic mathematics the cheap pass raises `NeedsHeavy` and the pair
+is sent to a worker process, which runs this function again with a `heavy` leaf comparator (sympy). A cheap
+tier that can *decide* a leaf decides it for good: `\\frac{1}{2004!}` against `\\frac{1}{2006!}` is an exact
+rational comparison, and a `wrong` found in one element of a tuple makes the whole tuple wrong without sympy.
+
+Modes:
+- `strict` (RL rewards): percent signs must agree (`50` ≠ `50\\%`), a tuple must come back as a tuple with the
+  same brackets and in order, assignments must name the same variable, decimals within 1e-6 relative.
+- `lenient` (evaluation): `50\\%` ≡ `50` ≡ `0.5`, a bare list may stand for a tuple or a column vector (order
+  still matters), and the variable name of an assignment is ignored.
+Both modes: order inside tuples matters; sets, bare lists ("all solutions") and unions are unordered; decimals
+match within 1e-6 relative (option `rel_tol`). Not Qwen2.5-Math's 1e-4: on its own labelled completions that
+would accept `9999.857142857143` for 10000. Not math-verify's non-strict variable renaming either: it makes
+any two single symbols equal (`A` ≡ `C`).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Callable
+
+from .exact import Exact, close, evaluate
+from .normalize import Group, Leaf, Node
+from .screen import clearly_different
+
+YES, NO, UNKNOWN, UNPARSABLE = "yes", "no", "unknown", "unparsable"
+MODES = ("strict", "lenient")
+TIERS = ("string", "exact", "float", "screen", "structure", "sympy", "numeric")
+
+
+@dataclass(frozen=True)
+class CompareConfig:
+    mode: str = "strict"
+    rel_tol: float | None = None  # None: 1e-6
+
+    @property
+    def strict(self) -> bool:
+        return self.mode == "strict"
+
+    @property
+    def tolerance(self) -> float:
+        return 1e-6 if self.rel_tol is None else self.rel_tol
+
+
+# heavy(gold_text, pred_text, gold_percent, pred_percent, cfg) -> (YES | NO | UNPARSABLE, tier)
+HeavyJudge = Callable[[str, str, bool, bool, CompareConfig], "tuple[str, str]"]
+
+
+class NeedsHeavy(Exception):
+    """The cheap tiers cannot decide this pair; send it to a worker."""
+
+
+@dataclass
+class Verdict:
+    status: str           # correct | wrong | parse_error
+    tier: str             # the most expensive tier that took part
+    reason: str = ""
+
+
+@dataclass
+class _Trace:
+    tiers: set[str] = field(default_factory=set)
+    reasons: list[str] = field(default_factory=list)
+
+    def note(self, tier: str, reason: str = "") -> None:
+        self.tiers.add(tier)
+        if reason and len(self.reasons) < 3:
+            self.reasons.append(reason)
+
+
+def judge(gold: Node, pred: Node, cfg: CompareConfig, heavy: HeavyJudge | None = None) -> Verdict:
+    trace = _Trace()
+    result = _compare(gold, pred, cfg, heavy, trace)
+    if result == UNKNOWN:
+        raise NeedsHeavy()
+    status = {YES: "correct", NO: "wrong", UNPARSABLE: "parse_error"}[result]
+    tier = max(trace.tiers, key=TIERS.index) if trace.tiers else "structure"
+    return Verdict(status, tier, "; ".join(trace.reasons))
+
+
+def _compare(g: Node, p: Node, cfg: CompareConfig, heavy: HeavyJudge | None, trace: _Trace) -> str:
+    if isinstance(g, Leaf) and isinstance(p, Leaf):
+        return _leaf(g, p, cfg, heavy, trace)
+    if isinstance(g, Leaf) or isinstance(p, Leaf):
+        group = p if isinstance(p, Group) else g
+        single = g if isinstance(g, Leaf) else p
+        assert isinstance(group, Group)
+        if group.kind in ("list", "set") and len(group.items) == 1:  # `\{5\}` is `5`
+            a, b = (single, group.items[0]) if single is g else (group.items[0], single)
+            return _compare(a, b, cfg, heavy, trace)
+        trace.note("structure", f"{'gold' if group is g else 'answer'} is a {group.kind}, the other a single value")
+        return NO
+    assert isinstance(g, Group) and isinstance(p, Group)
+    unordered = ("list", "set", "union")
+    if g.kind in ("list", "set") and p.kind in ("list", "set", "tuple") or g.kind == p.kind == "union":
+        return _unordered(g.items, p.items, cfg, heavy, trace)
+    if g.kind == "tuple" and p.kind == "tuple":
+        if g.brackets != p.brackets:
+            trace.note("structure", f"brackets {g.brackets} vs {p.brackets}")
+            return NO
+        return _ordered(g.items, p.items, cfg, heavy, trace)
+    if g.kind == "matrix" and p.kind == "matrix":
+        if g.shape != p.shape:
+            trace.note("structure", f"matrix shape {g.shape} vs {p.shape}")
+            return NO
+        return _ordered(g.items, p.items, cfg, heavy, trace)
+    if not cfg.strict and p.kind == "list" and (g.kind == "tuple" or g.kind == "matrix" and 1 in g.shape):
+        return _ordered(g.items, p.items, cfg, heavy, trace)
+    if not cfg.strict and g.kind == "matrix" and 1 in g.shape and p.kind == "tuple":
+        return _ordered(g.items, p.items, cfg, heavy, trace)
+    trace.note("structure", f"gold is a {g.kind}, answer a {p.kind}" + (" (order matters)" if p.kind in unordered else ""))
+    return NO
+
+
+def _ordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _Trace) -> str:
+    if len(gs) != len(ps):
+        trace.note("structure", f"{len(gs)} items vs {len(ps)}")
+        return NO
+    results = []
+    for g, p in zip(gs, ps):
+        r = _compare(g, p, cfg, heavy, trace)
+        if r == NO:
+            return NO
+        results.append(r)
+    return _combine(results)
+
+
+def _combine(results: list[str]) -> str:
+    for outcome in (UNKNOWN, UNPARSABLE):
+        if outcome in results:
+            return outcome
+    return YES
+
+
+def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _Trace) -> str:
+    """A perfect matching of gold items to answer items (Kuhn's algorithm over lazily compared pairs).
+
+    First with the cheap tiers only (a permuted list of surds matches by string, no sympy call), then, if that
+    leaves the matching open and a heavy comparator is available, with it for the undecided pairs. Each pair
+    keeps its own trace; the verdict reports the tiers of the matched pairs (or of all, when none matches).
+    """
+    if len(gs) != len(ps):
+        trace.note("structure", f"{len(gs)} items vs {len(ps)}")
+        return NO
+    cheap: dict[tuple[int, int], tuple[str, _Trace]] = {}
+    full: dict[tuple[int, int], tuple[str, _Trace]] = {}
+
+    def cheap_edge(i: int, j: int) -> str:
+        if (i, j) not in cheap:
+            t = _Trace()
+            cheap[(i, j)] = (_compare(gs[i], ps[j], cfg, None, t), t)
+        return cheap[(i, j)][0]
+
+    def full_edge(i: int, j: int) -> str:
+        result = cheap_edge(i, j)
+        if result != UNKNOWN or heavy is None:
+            return result
+        if (i, j) not in full:
+            t = _Trace()
+            full[(i, j)] = (_compare(gs[i], ps[j], cfg, heavy, t), t)
+        return full[(i, j)][0]
+
+    def merge(pairs) -> None:
+        for i, j in pairs:
+            t = (full.get((i, j)) or cheap[(i, j)])[1]
+            for tier in t.tiers:
+                trace.note(tier)
+            for reason in t.reasons:
+                trace.note("structure", reason)
+
+    for edge in (cheap_edge, full_edge) if heavy is not None else (cheap_edge,):
+        matching = _perfect_matching(len(gs), len(ps), edge)
+        if matching is not None:
+            merge(matching)
+            return YES
+    rows = [[full_edge(i, j) for j in range(len(ps))] for i in range(len(gs))]
+    merge([(i, j) for i in range(len(gs)) for j in range(len(ps))])
+    if any(all(r == NO for r in row) for row in rows) or any(
+        all(rows[i][j] == NO for i in range(len(gs))) for j in range(len(ps))
+    ):
+        return NO
+    flat = [r for row in rows for r in row]
+    if UNKNOWN in flat:
+        return UNKNOWN
+    return UNPARSABLE if UNPARSABLE in flat else NO
+
+
+def _perfect_matching(n_gold: int, n_pred: int, edge: Callable[[int, int], str]) -> list[tuple[int, int]] | None:
+    """The matched (gold, answer) pairs when every gold item can be matched through YES edges, else None."""
+    match_of_pred: dict[int, int] = {}
+
+    def augment(i: int, seen: set[int]) -> bool:
+        for j in range(n_pred):
+            if j in seen or edge(i, j) != YES:
+                continue
+            seen.add(j)
+            if j not in match_of_pred or augment(match_of_pred[j], seen):
+                match_of_pred[j] = i
+                return True
+        return False
+
+    if all(augment(i, set()) for i in range(n_gold)):
+        return [(i, j) for j, i in match_of_pred.items()]
+    return None
+
+
+def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace: _Trace) -> str:
+    if g.is_text or p.is_text:
+        same = g.value.lower() == p.value.lower()
+        trace.note("string", "" if same else "text answers differ")
+        return YES if same else NO
+    if cfg.strict and g.percent != p.percent:
+        trace.note("structure", "percent sign on one side only")
+        return NO
+    sides = _sides(g, p, cfg, trace)
+    if sides is None:
+        return NO
+    gv, pv, relation = sides
+    if gv == pv:
+        trace.note("string")
+        return YES
+    if not relation:
+        eg, ep = evaluate(gv), evaluate(pv)
+        if eg is not None and ep is not None:
+            ok = _numbers_close(eg, ep, g.percent, p.percent, cfg)
+            trace.note("float" if (eg.approximate or ep.approximate) and eg.value != ep.value else "exact")
+            return YES if ok else NO
+        if g.percent == p.percent:
+            # decimals carry the comparison tolerance; exact expressions only 30-digit rounding noise
+            tol = cfg.tolerance if ("." in gv or "." in pv) else 1e-20
+            if clearly_different(gv, pv, tol):
+                trace.note("screen")
+                return NO
+    if heavy is None:
+        return UNKNOWN
+    result, tier = heavy(gv, pv, g.percent, p.percent, cfg)
+    trace.note(tier)
+    return result
+
+
+def _sides(g: Leaf, p: Leaf, cfg: CompareConfig, trace: _Trace) -> tuple[str, str, bool] | None:
+    """What to compare: values of assignments (`x=5` vs `5`), whole texts when a side is a real relation."""
+    if g.lhs is not None and p.lhs is not None:
+        if cfg.strict and g.lhs != p.lhs:
+            trace.note("structure", f"assigns {p.lhs}, gold assigns {g.lhs}")
+            return None
+        return g.value, p.value, False
+    if g.is_relation or p.is_relation:
+        return g.text, p.text, True
+    return g.value, p.value, False
+
+
+def _numbers_close(g: Exact, p: Exact, g_pct: bool, p_pct: bool, cfg: CompareConfig) -> bool:
+    tol = cfg.tolerance
+    if close(g, p, tol):
+        return True
+    if cfg.strict or g_pct == p_pct:
+        return False
+    hundredth = Fraction(1, 100)
+    g2 = Exact(g.value * hundredth, g.approximate) if g_pct else g
+    p2 = Exact(p.value * hundredth, p.approximate) if p_pct else p
+    return close(g2, p2, tol)
