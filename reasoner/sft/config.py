@@ -13,16 +13,31 @@ def _sft_optim() -> OptimConfig:
 
 
 @dataclass
+class LoraSettings:
+    """Low-rank adapters through `peft`; the saved `<out_dir>/model` is the merged full model either way."""
+
+    enabled: bool = False
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: list[str] = field(default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj",
+                                                               "gate_proj", "up_proj", "down_proj"])
+
+
+@dataclass
 class SFTConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    row_format: str = "auto"                  # auto (messages when present) | messages | prompt_response
     response_field: str = "response"          # prompt/response rows: the target text
     messages_field: str = "messages"          # chat rows: [{"role", "content"}, ...]; loss on assistant turns
     optim: OptimConfig = field(default_factory=_sft_optim)
-    batch_size: int = 32                      # sequences per optimizer step
+    batch_size: int = 32                      # sequences (packed rows when packing) per optimizer step
     epochs: float = 1.0
     max_steps: int = 0                        # > 0 overrides epochs
     max_length: int = 1024                    # longer examples are truncated (counted and reported)
+    packing: bool = False                     # concatenate examples into rows of max_length tokens
+    lora: LoraSettings = field(default_factory=LoraSettings)
     seed: int = 0
     out_dir: str = "runs/sft"
     log_every: int = 10

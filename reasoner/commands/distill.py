@@ -1,0 +1,23 @@
+"""`reasoner distill --config distill.yaml [--teacher PATH] [--out DIR] [key=value ...]`: rejection sampling."""
+from __future__ import annotations
+
+from reasoner.cli import add_config_arguments
+
+
+def configure(parser) -> None:
+    parser.add_argument("--teacher", help="teacher model path or hub id (same as teacher.path=...)")
+    parser.add_argument("--out", help="output folder (same as out_dir=...)")
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from reasoner.config import load_config
+    from reasoner.distill import DistillConfig, distill, format_stats
+
+    extra = ([f"teacher.path={args.teacher}"] if args.teacher else []) + \
+        ([f"out_dir={args.out}"] if args.out else [])
+    cfg = load_config(DistillConfig, args.config, args.overrides + extra)
+    result = distill(cfg)
+    print(format_stats(result.stats))
+    print(f"[distill] {result.rows} rows: {result.output}")
+    return 0

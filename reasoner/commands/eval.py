@@ -1,0 +1,23 @@
+"""`reasoner eval --config eval.yaml [--model PATH] [--out DIR] [key=value ...]`: benchmark a model."""
+from __future__ import annotations
+
+from reasoner.cli import add_config_arguments
+
+
+def configure(parser) -> None:
+    parser.add_argument("--model", help="model path or hub id (same as model.path=...)")
+    parser.add_argument("--out", help="output folder (same as out_dir=...)")
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from reasoner.config import load_config
+    from reasoner.evaluation import EvalConfig, run_eval
+    from reasoner.evaluation.report import markdown_table
+
+    extra = ([f"model.path={args.model}"] if args.model else []) + ([f"out_dir={args.out}"] if args.out else [])
+    cfg = load_config(EvalConfig, args.config, args.overrides + extra)
+    result = run_eval(cfg)
+    print(markdown_table(result.metrics))
+    print(f"[eval] results: {result.results_path}; report: {result.markdown_path}")
+    return 0

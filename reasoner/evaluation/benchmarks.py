@@ -1,0 +1,101 @@
+"""Benchmark presets and loading: names -> `BenchmarkConfig` -> examples with unique ids.
+
+Math presets read the shared benchmark files (`{id, problem, answer, source}` rows) from
+`$REASONER_SHARED_DATA/math/` or else `../shared/data/math/` next to the repository root; they are never copied
+into the repository. `arithmetic` is the demo task's held-out split (disjoint from its training split), where a
+tiny model's numbers mean something. Anything else is a path, an `hf:` dataset name or a built-in task, read by
+`reasoner.data.load_examples`, so custom benchmarks get the same row-level errors as training data.
+
+Code presets (HumanEval, MBPP) are not here yet: they grade through the `sandbox` package, which is not on main
+at the time of writing; a code set can still be evaluated as a custom source whose rows carry a sandbox `tests`
+spec, with `verifiers: {code: {}}`.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+from reasoner.config import ConfigError, from_dict
+from reasoner.data.datasets import DataConfig, DatasetError, load_examples
+from reasoner.evaluation.config import BenchmarkConfig
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# preset name -> file under <shared data>/math/
+MATH_FILES = {
+    "aime24": "aime24.jsonl",
+    "aime25": "aime25.jsonl",
+    "amc23": "amc23.jsonl",
+    "math500": "math500.jsonl",
+    "gsm8k_test": "gsm8k_test.jsonl",
+    "gsm8k": "gsm8k_test.jsonl",
+}
+TASK_PRESETS = {"arithmetic": BenchmarkConfig(name="arithmetic", source="arithmetic", split="test",
+                                              num_examples=200)}
+
+
+def preset_names() -> list[str]:
+    return sorted(MATH_FILES) + sorted(TASK_PRESETS)
+
+
+def shared_data_dir() -> Path:
+    """`$REASONER_SHARED_DATA`, else `../shared/data` relative to the repository root."""
+    env = os.environ.get("REASONER_SHARED_DATA")
+    return Path(env) if env else REPO_ROOT.parent / "shared" / "data"
+
+
+def resolve_benchmark(item: Any, index: int = 0) -> BenchmarkConfig:
+    """A preset name, a path, or a mapping (`benchmarks[i]` in the config) -> a complete BenchmarkConfig."""
+    where = f"benchmarks[{index}]"
+    if isinstance(item, BenchmarkConfig):
+        bench = item
+    elif isinstance(item, str):
+        bench = BenchmarkConfig(name=item) if item in MATH_FILES or item in TASK_PRESETS else \
+            BenchmarkConfig(name=Path(item).stem, source=item)
+    elif isinstance(item, dict):
+        bench = from_dict(BenchmarkConfig, item, where=where)
+    else:
+        raise ConfigError(f"'{where}' must be a preset name, a path or a mapping; got {item!r}")
+    if not bench.name and not bench.source:
+        raise ConfigError(f"'{where}' needs a name (a preset: {', '.join(preset_names())}) or a source")
+    if not bench.source:
+        bench = _preset(bench, where)
+    if not bench.name:
+        bench = dataclasses.replace(bench, name=Path(bench.source).stem or f"benchmark{index}")
+    return bench
+
+
+def _preset(bench: BenchmarkConfig, where: str) -> BenchmarkConfig:
+    if bench.name in TASK_PRESETS:
+        preset = TASK_PRESETS[bench.name]
+        return dataclasses.replace(bench, source=preset.source, split=preset.split)
+    if bench.name in MATH_FILES:
+        path = shared_data_dir() / "math" / MATH_FILES[bench.name]
+        if not path.is_file():
+            raise DatasetError(f"benchmark '{bench.name}': {path} not found; the math presets read the shared "
+                               f"benchmark data from $REASONER_SHARED_DATA/math or ../shared/data/math next to "
+                               f"the repository (set REASONER_SHARED_DATA to its location)")
+        return dataclasses.replace(bench, source=str(path))
+    raise ConfigError(f"'{where}': unknown benchmark preset '{bench.name}' and no source given; presets: "
+                      f"{', '.join(preset_names())}")
+
+
+def load_benchmark(bench: BenchmarkConfig, verifiers: dict[str, dict]) -> list[dict[str, Any]]:
+    """The benchmark's examples (every field kept; `id`, `problem`, `answer` set); ids must be unique.
+
+    A gold `answer` is required on every row when one of `verifiers` (the benchmark's resolved spec) is `math`.
+    """
+    data = DataConfig(source=bench.source, split=bench.split, prompt_field=bench.prompt_field,
+                      answer_field=bench.answer_field, id_field=bench.id_field, limit=bench.limit,
+                      num_examples=bench.num_examples, seed=bench.seed)
+    needs_answer = any((opts or {}).get("verifier", label) == "math" for label, opts in verifiers.items())
+    examples = load_examples(data, require_answer=needs_answer)
+    seen: dict[str, int] = {}
+    for i, ex in enumerate(examples):
+        if ex["id"] in seen:
+            raise DatasetError(f"benchmark '{bench.name}' ({bench.source}): id {ex['id']!r} appears at rows "
+                               f"{seen[ex['id']]} and {i}; ids must be unique (set id_field)")
+        seen[ex["id"]] = i
+    return examples
