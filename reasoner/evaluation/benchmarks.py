@@ -52,8 +52,10 @@ def resolve_benchmark(item: Any, index: int = 0) -> BenchmarkConfig:
     if isinstance(item, BenchmarkConfig):
         bench = item
     elif isinstance(item, str):
-        bench = BenchmarkConfig(name=item) if item in MATH_FILES or item in TASK_PRESETS else \
-            BenchmarkConfig(name=Path(item).stem, source=item)
+        if item in MATH_FILES or item in TASK_PRESETS or not _looks_like_source(item):
+            bench = BenchmarkConfig(name=item)   # a preset (an unknown bare name fails below, listing them)
+        else:
+            bench = BenchmarkConfig(name=Path(item).stem, source=item)
     elif isinstance(item, dict):
         bench = from_dict(BenchmarkConfig, item, where=where)
     else:
@@ -65,6 +67,11 @@ def resolve_benchmark(item: Any, index: int = 0) -> BenchmarkConfig:
     if not bench.name:
         bench = dataclasses.replace(bench, name=Path(bench.source).stem or f"benchmark{index}")
     return bench
+
+
+def _looks_like_source(item: str) -> bool:
+    from reasoner.data.tasks import TASKS
+    return item.startswith("hf:") or item in TASKS or "/" in item or Path(item).suffix != "" or Path(item).exists()
 
 
 def _preset(bench: BenchmarkConfig, where: str) -> BenchmarkConfig:
