@@ -162,8 +162,8 @@ def train_batch(model, batch: list[SFTExample], pad_id: int, cfg: SFTConfig, dev
 
 def sft_loss(model, tensors: dict[str, torch.Tensor], num_tokens: int, device) -> torch.Tensor:
     """Summed next-token cross-entropy over target tokens of one micro-batch, divided by the batch's target count."""
-    labels = tensors.pop("labels").to(device)
-    logits = model(**{k: v.to(device) for k, v in tensors.items()}, use_cache=False).logits
+    labels = tensors["labels"].to(device)
+    logits = model(**{k: v.to(device) for k, v in tensors.items() if k != "labels"}, use_cache=False).logits
     return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
                                              ignore_index=-100, reduction="sum") / num_tokens
 
