@@ -6,9 +6,10 @@ into the repository. `arithmetic` is the demo task's held-out split (disjoint fr
 tiny model's numbers mean something. Anything else is a path, an `hf:` dataset name or a built-in task, read by
 `reasoner.data.load_examples`, so custom benchmarks get the same row-level errors as training data.
 
-Code presets (HumanEval, MBPP) are not here yet: they grade through the `sandbox` package, which is not on main
-at the time of writing; a code set can still be evaluated as a custom source whose rows carry a sandbox `tests`
-spec, with `verifiers: {code: {}}`.
+Code presets (`humaneval`, `mbpp`) read `<shared data>/code/` and grade with the `code` verifier, which runs the
+completion's last ```python block in the `sandbox` package; their test specs are built by `sandbox.specs` (so the
+HumanEval prompt helpers and MBPP entry points are handled the sandbox's way). The model must write the whole
+function (the prompt asks for it), since the verifier runs the completion's code alone, not prompt + completion.
 """
 from __future__ import annotations
 
@@ -32,12 +33,15 @@ MATH_FILES = {
     "gsm8k_test": "gsm8k_test.jsonl",
     "gsm8k": "gsm8k_test.jsonl",
 }
+# preset name -> (file under <shared data>/code/, reader)
+CODE_FILES = {"humaneval": "HumanEval.jsonl.gz", "mbpp": "sanitized-mbpp.json"}
+CODE_VERIFIERS = {"code": {}}
 TASK_PRESETS = {"arithmetic": BenchmarkConfig(name="arithmetic", source="arithmetic", split="test",
                                               num_examples=200)}
 
 
 def preset_names() -> list[str]:
-    return sorted(MATH_FILES) + sorted(TASK_PRESETS)
+    return sorted(MATH_FILES) + sorted(CODE_FILES) + sorted(TASK_PRESETS)
 
 
 def shared_data_dir() -> Path:
@@ -52,7 +56,7 @@ def resolve_benchmark(item: Any, index: int = 0) -> BenchmarkConfig:
     if isinstance(item, BenchmarkConfig):
         bench = item
     elif isinstance(item, str):
-        if item in MATH_FILES or item in TASK_PRESETS or not _looks_like_source(item):
+        if item in MATH_FILES or item in CODE_FILES or item in TASK_PRESETS or not _looks_like_source(item):
             bench = BenchmarkConfig(name=item)   # a preset (an unknown bare name fails below, listing them)
         else:
             bench = BenchmarkConfig(name=Path(item).stem, source=item)
@@ -78,13 +82,16 @@ def _preset(bench: BenchmarkConfig, where: str) -> BenchmarkConfig:
     if bench.name in TASK_PRESETS:
         preset = TASK_PRESETS[bench.name]
         return dataclasses.replace(bench, source=preset.source, split=preset.split)
-    if bench.name in MATH_FILES:
-        path = shared_data_dir() / "math" / MATH_FILES[bench.name]
+    if bench.name in MATH_FILES or bench.name in CODE_FILES:
+        kind, file = ("math", MATH_FILES[bench.name]) if bench.name in MATH_FILES else ("code", CODE_FILES[bench.name])
+        path = shared_data_dir() / kind / file
         if not path.is_file():
-            raise DatasetError(f"benchmark '{bench.name}': {path} not found; the math presets read the shared "
-                               f"benchmark data from $REASONER_SHARED_DATA/math or ../shared/data/math next to "
+            raise DatasetError(f"benchmark '{bench.name}': {path} not found; the {kind} presets read the shared "
+                               f"benchmark data from $REASONER_SHARED_DATA/{kind} or ../shared/data/{kind} next to "
                                f"the repository (set REASONER_SHARED_DATA to its location)")
-        return dataclasses.replace(bench, source=str(path))
+        if kind == "math":
+            return dataclasses.replace(bench, source=str(path))
+        return dataclasses.replace(bench, source=f"{bench.name}:{path}", verifiers=bench.verifiers or CODE_VERIFIERS)
     raise ConfigError(f"'{where}': unknown benchmark preset '{bench.name}' and no source given; presets: "
                       f"{', '.join(preset_names())}")
 
@@ -94,6 +101,8 @@ def load_benchmark(bench: BenchmarkConfig, verifiers: dict[str, dict]) -> list[d
 
     A gold `answer` is required on every row when one of `verifiers` (the benchmark's resolved spec) is `math`.
     """
+    if bench.source.split(":", 1)[0] in CODE_FILES:
+        return _code_examples(bench)
     data = DataConfig(source=bench.source, split=bench.split, prompt_field=bench.prompt_field,
                       answer_field=bench.answer_field, id_field=bench.id_field, limit=bench.limit,
                       num_examples=bench.num_examples, seed=bench.seed)
@@ -106,3 +115,35 @@ def load_benchmark(bench: BenchmarkConfig, verifiers: dict[str, dict]) -> list[d
                                f"{seen[ex['id']]} and {i}; ids must be unique (set id_field)")
         seen[ex["id"]] = i
     return examples
+
+
+HUMANEVAL_INSTRUCTION = ("Complete the following Python function. Write the whole function, signature included, "
+                         "in one ```python code block.\n\n```python\n{prompt}```")
+MBPP_INSTRUCTION = "{prompt}\nYour code should pass these tests:\n{tests}\nWrite the code in one ```python code block."
+
+
+def _code_examples(bench: BenchmarkConfig) -> list[dict[str, Any]]:
+    """HumanEval / MBPP rows as `{id, problem, tests}`, with sandbox test specs built by `sandbox.specs`."""
+    import gzip
+    import json
+
+    try:
+        from sandbox import specs
+    except ImportError:
+        raise DatasetError(f"benchmark '{bench.name}' grades code in the `sandbox` package, which is not "
+                           f"importable here") from None
+    name, path = bench.source.split(":", 1)
+    where = f"benchmark '{name}' ({path})"
+    try:
+        if name == "humaneval":
+            with gzip.open(path, "rt") as f:
+                raw = [json.loads(line) for line in f if line.strip()]
+            rows = [{"id": r["task_id"], "problem": HUMANEVAL_INSTRUCTION.format(prompt=r["prompt"]),
+                     "tests": specs.humaneval(r, "")[1], "entry_point": r["entry_point"]} for r in raw]
+        else:
+            raw = json.loads(Path(path).read_text())
+            rows = [{"id": str(r["task_id"]), "problem": MBPP_INSTRUCTION.format(
+                prompt=r["prompt"], tests="\n".join(r["test_list"])), "tests": specs.mbpp(r, "")[1]} for r in raw]
+    except (OSError, ValueError, KeyError) as e:
+        raise DatasetError(f"{where}: cannot read it: {type(e).__name__}: {e}") from None
+    return rows[:bench.limit] if bench.limit is not None else rows

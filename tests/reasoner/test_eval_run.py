@@ -193,3 +193,26 @@ def test_cli_eval(tmp_path, tiny_model_dir, capsys):
     assert "| arithmetic | 3 | 2 |" in capsys.readouterr().out
     assert main(["eval", "--model", str(tiny_model_dir), "benchmarks=[nope]"]) == 2
     assert "unknown benchmark preset 'nope'" in capsys.readouterr().err
+
+
+def test_code_presets_grade_reference_solutions_in_the_sandbox(shared_data):
+    pytest.importorskip("sandbox.specs", reason="code presets grade in the sandbox package (not importable here)")
+    import gzip
+
+    from verifiers import RewardSpec
+
+    from reasoner.evaluation.benchmarks import load_benchmark
+
+    he, mb = resolve_benchmark({"name": "humaneval", "limit": 6}), resolve_benchmark({"name": "mbpp", "limit": 6})
+    assert he.verifiers == mb.verifiers == {"code": {}}
+    hrows, mrows = load_benchmark(he, he.verifiers), load_benchmark(mb, mb.verifiers)
+    assert [r["id"] for r in hrows] == [f"HumanEval/{i}" for i in range(6)] and len(mrows) == 6
+    with gzip.open(shared_data / "code" / "HumanEval.jsonl.gz", "rt") as f:
+        raw = [json.loads(next(f)) for _ in range(6)]
+    mraw = json.loads((shared_data / "code" / "sanitized-mbpp.json").read_text())[:6]
+    good = [f"```python\n{r['prompt']}{r['canonical_solution']}```" for r in raw] + \
+        [f"```python\n{r['code']}\n```" for r in mraw]
+    bad = [f"```python\ndef {r['entry_point']}(*args):\n    return None\n```" for r in raw]
+    with RewardSpec.from_config({"code": {}}) as spec:
+        assert spec.score_batch(good, hrows + mrows).correct == [True] * 12
+        assert spec.score_batch(bad, hrows).correct == [False] * 6
