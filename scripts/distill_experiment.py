@@ -57,6 +57,9 @@ def distill_data(args, teacher: str, out: Path) -> dict[str, dict]:
     verified = distill(load_config(DistillConfig, None, base + [
         "accept=verified", "require_format=true", "drop_truncated=true", "select=random", "output=verified.jsonl"]))
     print(f"[experiment] verified traces:\n{format_stats(verified.stats)}")
+    if verified.rows == 0:
+        raise SystemExit("error: the teacher produced no verified trace; use a trained teacher (the demo's GRPO "
+                         "model), more samples (--n) or more problems (--prompts)")
     unfiltered = distill(load_config(DistillConfig, None, base + [
         "accept=all", "drop_truncated=false", "dedup=false", "select=random", f"max_rows={verified.rows}",
         "output=unfiltered.jsonl"]))

@@ -124,9 +124,9 @@ def _primary_label(records: Sequence[SampleRecord]) -> str | None:
 
 
 def _status_rates(records: Sequence[SampleRecord]) -> dict[str, dict[str, float]]:
-    out: dict[str, dict[str, float]] = {}
+    counts: dict[str, dict[str, int]] = {}
     for r in records:
         for label, status in r.statuses.items():
-            out.setdefault(label, {}).setdefault(status, 0.0)
-            out[label][status] += 1.0 / len(records)
-    return out
+            counts.setdefault(label, {}).setdefault(status, 0)
+            counts[label][status] += 1
+    return {label: {s: c / len(records) for s, c in sorted(by.items())} for label, by in counts.items()}

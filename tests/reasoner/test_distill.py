@@ -70,7 +70,7 @@ class TeacherScript(RolloutEngine):
 
     def completions(self, answer: int) -> list[tuple[str, str]]:
         return [
-            (f"<think>\nfirst I add the ones, then the tens, then the rest\n</think>\n<answer>{answer}</answer>", "stop"),
+            (f"<think>\nfirst the ones, then the tens, then the rest\n</think>\n<answer>{answer}</answer>", "stop"),
             (f"<think>\nadd\n</think>\n<answer>{answer}</answer>", "stop"),                         # shortest
             (f"<think>\nadd\n</think>\n<answer>{answer + 1}</answer>", "stop"),                     # wrong
             (f"<answer>{answer}</answer>", "stop"),                                                 # no think

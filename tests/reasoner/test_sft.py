@@ -55,9 +55,10 @@ def test_collated_labels_ignore_prompt_and_padding(tokenizer):
     t = collate_sft(examples, tokenizer.pad_token_id)
     for i, e in enumerate(examples):
         n = len(e.input_ids)
-        expected = [tok if m else -100 for tok, m in zip(e.input_ids, e.loss_mask)] + [-100] * (t["labels"].shape[1] - n)
+        pad = t["labels"].shape[1] - n
+        expected = [tok if m else -100 for tok, m in zip(e.input_ids, e.loss_mask)] + [-100] * pad
         assert t["labels"][i].tolist() == expected
-        assert t["attention_mask"][i].tolist() == [1] * n + [0] * (t["labels"].shape[1] - n)
+        assert t["attention_mask"][i].tolist() == [1] * n + [0] * pad
 
 
 def test_loss_is_cross_entropy_on_response_tokens_only(model, tokenizer):
