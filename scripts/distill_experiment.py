@@ -2,8 +2,11 @@
 
     python scripts/distill_experiment.py --demo runs/demo --out runs/distill_experiment
 
-Needs a finished `reasoner demo --out runs/demo` (teacher: its GRPO model `runs/demo/grpo/model`; student: its
-untrained tiny model `runs/demo/init`). Steps, all through the library's own entry points:
+Teacher: the GRPO model of a `reasoner demo` run (`<demo>/grpo/model`); student: that run's untrained tiny model
+(`<demo>/init`). When `<demo>` holds no finished run, the demo is run first, with the demo's settings except
+`--demo-sft-steps` and `--demo-grpo-steps` (set in Python: `reasoner demo sft.max_steps=...` on the command line
+would rebuild the whole `sft` section from SFTConfig's defaults, not the demo's). Steps, all through the library's
+own entry points:
 1. `distill`: n samples per training-split problem from the teacher, graded by the math + format verifiers;
    "verified" keeps one R1-formatted, correct, untruncated trace per problem (chosen at random among them).
 2. `distill` again on the same samples (nothing re-sampled): "unfiltered" keeps one random sample per problem,
@@ -27,6 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demo", default="runs/demo", help="a finished `reasoner demo` folder")
+    p.add_argument("--demo-sft-steps", type=int, default=150, help="demo warm-start SFT steps, if it must be run")
+    p.add_argument("--demo-grpo-steps", type=int, default=100, help="demo GRPO steps, if it must be run")
     p.add_argument("--teacher", help="teacher model (default <demo>/grpo/model)")
     p.add_argument("--student", help="student initial model (default <demo>/init)")
     p.add_argument("--out", default="runs/distill_experiment")
@@ -43,6 +48,20 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
+
+
+def ensure_demo(args, demo: Path) -> None:
+    """Run the demo into `demo` unless it already holds a finished one (its summary.json)."""
+    if (demo / "summary.json").exists():
+        return
+    from reasoner.demo import DemoConfig, run_demo
+
+    cfg = DemoConfig(out=str(demo), seed=args.seed, threads=args.threads)
+    cfg.sft.max_steps, cfg.grpo.steps = args.demo_sft_steps, args.demo_grpo_steps
+    cfg.grpo.save_every = min(cfg.grpo.save_every, max(1, args.demo_grpo_steps // 2))
+    print(f"[experiment] running the demo into {demo}: {args.demo_sft_steps} SFT steps, "
+          f"{args.demo_grpo_steps} GRPO steps")
+    print(json.dumps(run_demo(cfg), indent=2))
 
 
 def distill_data(args, teacher: str, out: Path) -> dict[str, dict]:
@@ -103,12 +122,14 @@ def main() -> int:
     import torch
     torch.set_num_threads(args.threads)
     demo, out = Path(args.demo), Path(args.out)
+    start = time.perf_counter()
     teacher, student = args.teacher or str(demo / "grpo" / "model"), args.student or str(demo / "init")
+    if not args.teacher or not args.student:
+        ensure_demo(args, demo)
     for path in (teacher, student):
         if not (Path(path) / "config.json").exists():
             print(f"error: {path} is not a model folder; run `reasoner demo --out {demo}` first", file=sys.stderr)
             return 2
-    start = time.perf_counter()
     data = distill_data(args, teacher, out)
     results = {"teacher": teacher, "student_init": student, "args": vars(args), "data": data}
     if args.eval_teacher:
