@@ -1,19 +1,20 @@
 """Benchmark `token_logprobs` / `entropy_from_logits` against the naive form and TRL's helpers.
 
-    python -m reasoner.algorithms.benchmark [--n 8 --t 256 --v 32768 --repeats 3]
+    python -m reasoner.algorithms.benchmark [--n 8 --t 256 --v 32768 --repeats 3 --threads 1]
 
-Each (function, dtype) case runs in a fresh subprocess so that its peak memory is its own: "extra peak" is the
-process's peak RSS (or CUDA peak allocation) during one call, minus what it held just before (the logits and
-ids). Peers, measured in the same run: the naive `log_softmax(logits).gather(...)` / `-(p * log p).sum()`, and
-TRL's `selective_log_softmax` / `entropy_from_logits` (when trl is installed). The ratios are printed last.
-Timings on a shared machine are noisy; compare ratios from one run, not absolute times across runs.
+(run from the repository root). Each (function, dtype) case runs in a fresh subprocess so that its peak memory
+is its own: "extra peak" is the process's peak RSS (or CUDA peak allocation) during one call, minus what it held
+just before (the logits and ids). Peers, measured in the same run: the naive `log_softmax(logits).gather(...)` /
+`-(p * log p).sum()`, and TRL's `selective_log_softmax` / `entropy_from_logits` (when trl is installed). The
+ratios are printed last. Times are the best of `--repeats`, as wall time and as this process's CPU time; on a
+shared machine wall time is noisy (multi-threaded wall time very much so), so compare ratios from one run,
+`--threads 1` CPU time being the steadiest.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import resource
-import statistics
 import subprocess
 import sys
 import time
@@ -81,12 +82,13 @@ def run_case(name: str, dtype: str, n: int, t: int, v: int, repeats: int, device
         before = _rss_bytes()
         call()
         extra = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
-    times = []
+    wall, cpu = [], []
     for _ in range(repeats):
-        start = time.perf_counter()
+        start, start_cpu = time.perf_counter(), time.process_time()
         call()
-        times.append(time.perf_counter() - start)
-    return {"case": name, "dtype": dtype, "seconds": statistics.median(times), "extra_peak_mb": extra / 2**20}
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return {"case": name, "dtype": dtype, "seconds": min(wall), "cpu_seconds": min(cpu), "extra_peak_mb": extra / 2**20}
 
 
 def main() -> None:
@@ -97,8 +99,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--one", nargs=2, metavar=("CASE", "DTYPE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     if args.one:
         print(json.dumps(run_case(args.one[0], args.one[1], args.n, args.t, args.v, args.repeats, args.device)))
         return
@@ -119,20 +124,21 @@ def main() -> None:
                 case = f"{who}_{kind}"
                 cmd = [sys.executable, "-m", "reasoner.algorithms.benchmark", "--one", case, dtype,
                        "--n", str(args.n), "--t", str(args.t), "--v", str(args.v),
-                       "--repeats", str(args.repeats), "--device", args.device]
+                       "--repeats", str(args.repeats), "--device", args.device, "--threads", str(args.threads)]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
                 r = json.loads(out)
                 results[(case, dtype)] = r
                 what = "fwd+bwd" if kind == "logprobs" else "fwd, no grad"
-                print(f"{case:16s} {dtype:9s} {what:13s} {r['seconds'] * 1e3:9.1f} ms   "
-                      f"extra peak {r['extra_peak_mb']:8.1f} MiB")
+                print(f"{case:16s} {dtype:9s} {what:13s} wall {r['seconds'] * 1e3:8.1f} ms  "
+                      f"cpu {r['cpu_seconds'] * 1e3:8.1f} ms  extra peak {r['extra_peak_mb']:8.1f} MiB")
     print("ratios (ours / peer; < 1 is better for us):")
     for dtype in args.dtypes.split(","):
         for kind in ("logprobs", "entropy"):
             ours = results[(f"ours_{kind}", dtype)]
             for peer in peers:
                 p = results[(f"{peer}_{kind}", dtype)]
-                print(f"  {kind:8s} {dtype:9s} vs {peer:5s}: time {ours['seconds'] / p['seconds']:.2f}x, "
+                print(f"  {kind:8s} {dtype:9s} vs {peer:5s}: wall {ours['seconds'] / p['seconds']:.2f}x, "
+                      f"cpu {ours['cpu_seconds'] / p['cpu_seconds']:.2f}x, "
                       f"extra peak memory {ours['extra_peak_mb'] / max(p['extra_peak_mb'], 1e-9):.2f}x")
 
 

@@ -5,12 +5,11 @@ is 40 GB in float32), and the naive `torch.log_softmax(logits.float()).gather(..
 copy of them and, under autograd, keeps it alive until backward. Here:
 
 - the logits are processed in blocks of at most `chunk_elements` (over N, and over T when one sequence is larger
-  than a block); each block is upcast into one reused float32 workspace (bf16 arithmetic in a softmax is
-  inaccurate) and every step is done in place there, so a block allocates nothing of size V;
-- `token_logprobs` is `z[id] / tau - logsumexp(z / tau)`, with the logsumexp computed by hand in place;
-- both are custom `autograd.Function`s that save only the logits (already alive: the model produced them) and
-  one float per token (the logsumexp, and the entropy), and recompute the softmax block by block in backward,
-  writing straight into the gradient's memory when the logits are float32.
+  than a block), each through PyTorch's fused (log-)softmax kernel, upcasting to float32 as it reads (softmax
+  arithmetic in bf16 is inaccurate); a block's temporaries are freed before the next block;
+- both are custom `autograd.Function`s that save only the logits (already alive: the model produced them; plus
+  the entropy, one float per token) and recompute the softmax block by block in backward, writing the logits'
+  gradient in the logits' dtype. Peak extra memory is then the gradient itself plus a few blocks.
 
 Simplification: double backward (grad of grad) is not supported; nothing in RL training needs it.
 """
@@ -21,10 +20,10 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-# Logits per block. CPU: 256k (1 MiB in float32), so that a block's several in-place passes run in cache; on
-# the 2-core dev machine, single-thread CPU time for V = 1k, 32k and 152k vocabularies was lowest at 2^16-2^18
-# and 1.2-1.8x higher at 2^22 (`python -m reasoner.algorithms.benchmark` measures it against peers). Other
-# devices (CUDA): 64M, where fewer, larger kernels win and the caching allocator makes the size cheap.
+# Logits per block. CPU: 256k (1 MiB in float32), so that a block's few passes run in cache: on the 2-core dev
+# machine (single thread, CPU time, V = 1k / 32k / 152k) 2^16-2^18 was fastest and 2^22 was 1.1-1.9x slower.
+# `python -m reasoner.algorithms.benchmark` measures this against peers. Other devices (CUDA): 64M, where fewer,
+# larger kernels win and the caching allocator makes the size cheap.
 DEFAULT_CHUNK_ELEMENTS = {"cpu": 1 << 18, "default": 1 << 26}
 
 
@@ -47,26 +46,9 @@ def _blocks(n: int, t: int, v: int, chunk_elements: int) -> Iterator[tuple[slice
                 yield slice(i, i + 1), slice(j, j + cols)
 
 
-class _Workspace:
-    """One block-sized float buffer, reused by every block: in-place ops then allocate nothing per block."""
-
-    def __init__(self, numel: int, dtype: torch.dtype, device: torch.device) -> None:
-        self.flat = torch.empty(numel, dtype=dtype, device=device)
-
-    def view(self, shape: torch.Size) -> Tensor:
-        return self.flat[: shape.numel()].view(shape)
-
-
-def _largest_block(logits: Tensor, chunk_elements: int) -> int:
-    n, t, v = logits.shape
-    rows, cols = next(_blocks(n, t, v, chunk_elements), (slice(0, 0), slice(None)))
-    return logits[rows, cols].numel()
-
-
-def _load_scaled(dest: Tensor, src: Tensor, temperature: float) -> Tensor:
-    """`dest <- src / temperature` (upcast), in place."""
-    dest.copy_(src)
-    return dest.div_(temperature) if temperature != 1.0 else dest
+def _scaled(src: Tensor, temperature: float, dtype: torch.dtype) -> Tensor:
+    """`src / temperature`, upcast to `dtype` *before* dividing (bf16 division would round); `src` when tau = 1."""
+    return src.to(dtype, copy=True).div_(temperature) if temperature != 1.0 else src
 
 
 class _TokenLogprobs(torch.autograd.Function):
@@ -75,18 +57,13 @@ class _TokenLogprobs(torch.autograd.Function):
         n, t, v = logits.shape
         dtype = _compute_dtype(logits.dtype)
         out = torch.empty((n, t), dtype=dtype, device=logits.device)
-        lse = torch.empty((n, t), dtype=dtype, device=logits.device)
-        work = _Workspace(_largest_block(logits, chunk_elements), dtype, logits.device)
         for rows, cols in _blocks(n, t, v, chunk_elements):
-            src = logits[rows, cols]
-            z = _load_scaled(work.view(src.shape), src, temperature)
-            picked = z.gather(-1, token_ids[rows, cols].unsqueeze(-1)).squeeze(-1)
-            # logsumexp by hand, in place: torch.logsumexp allocates a block-sized temporary
-            zmax = z.amax(dim=-1, keepdim=True)
-            block_lse = z.sub_(zmax).exp_().sum(dim=-1).log_().add_(zmax.squeeze(-1))
-            out[rows, cols] = picked - block_lse
-            lse[rows, cols] = block_lse
-        ctx.save_for_backward(logits, token_ids, lse)
+            z = _scaled(logits[rows, cols], temperature, dtype)
+            # the fused log_softmax kernel (upcasting as it reads) was ~2x faster on CPU than a hand-written
+            # in-place logsumexp; its block-sized result is freed at once and reused by the next block
+            logp = torch.log_softmax(z, dim=-1, dtype=dtype)
+            out[rows, cols] = logp.gather(-1, token_ids[rows, cols].unsqueeze(-1)).squeeze(-1)
+        ctx.save_for_backward(logits, token_ids)
         ctx.temperature = temperature
         ctx.chunk_elements = chunk_elements
         return out
@@ -94,24 +71,19 @@ class _TokenLogprobs(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        logits, token_ids, lse = ctx.saved_tensors
+        logits, token_ids = ctx.saved_tensors
         tau = ctx.temperature
         n, t, v = logits.shape
+        dtype = _compute_dtype(logits.dtype)
         grad_logits = torch.empty_like(logits)
-        # float32 logits: compute straight into the gradient's memory; half types: in a float32 workspace
-        direct = grad_logits.dtype == lse.dtype
-        work = None if direct else _Workspace(_largest_block(logits, ctx.chunk_elements), lse.dtype, logits.device)
         # d(z_id/tau - lse(z/tau))/dz = (onehot(id) - softmax(z/tau)) / tau
         for rows, cols in _blocks(n, t, v, ctx.chunk_elements):
-            src = logits[rows, cols]
-            g = grad_out[rows, cols].to(lse.dtype).unsqueeze(-1)
+            g = grad_out[rows, cols].to(dtype).unsqueeze(-1)
             if tau != 1.0:
                 g = g / tau
-            p = _load_scaled(grad_logits[rows, cols] if direct else work.view(src.shape), src, tau)
-            p.sub_(lse[rows, cols].unsqueeze(-1)).exp_().mul_(-g)
-            p.scatter_add_(-1, token_ids[rows, cols].unsqueeze(-1), g)
-            if not direct:
-                grad_logits[rows, cols] = p
+            p = torch.softmax(_scaled(logits[rows, cols], tau, dtype), dim=-1, dtype=dtype)
+            p.mul_(-g).scatter_add_(-1, token_ids[rows, cols].unsqueeze(-1), g)
+            grad_logits[rows, cols] = p
         return grad_logits, None, None, None
 
 
@@ -120,25 +92,12 @@ class _Entropy(torch.autograd.Function):
     def forward(ctx, logits: Tensor, temperature: float, chunk_elements: int) -> Tensor:
         n, t, v = logits.shape
         dtype = _compute_dtype(logits.dtype)
-        lowest = torch.finfo(dtype).min
         out = torch.empty((n, t), dtype=dtype, device=logits.device)
-        lse = torch.empty((n, t), dtype=dtype, device=logits.device)
-        largest = _largest_block(logits, chunk_elements)
-        work, exp_work = _Workspace(largest, dtype, logits.device), _Workspace(largest, dtype, logits.device)
         for rows, cols in _blocks(n, t, v, chunk_elements):
-            src = logits[rows, cols]
-            z = _load_scaled(work.view(src.shape), src, temperature)
-            zmax = z.amax(dim=-1, keepdim=True)
-            # shifted logits; -inf (a masked vocabulary entry) becomes the lowest finite float so that its
-            # weight exp(.) = 0 times its value is 0 rather than 0 * -inf = NaN
-            z.sub_(zmax).clamp_(min=lowest)
-            e = torch.exp(z, out=exp_work.view(src.shape))
-            total = e.sum(dim=-1)
-            # H = log sum e - sum(e z) / sum e, with z the shifted logits
-            log_total = total.log()
-            out[rows, cols] = log_total - e.mul_(z).sum(dim=-1) / total  # in place: no [.., V] temporary
-            lse[rows, cols] = log_total + zmax.squeeze(-1)
-        ctx.save_for_backward(logits, lse, out)
+            logp = torch.log_softmax(_scaled(logits[rows, cols], temperature, dtype), dim=-1, dtype=dtype)
+            p = logp.exp()
+            out[rows, cols] = -p.mul_(_finite(logp)).sum(dim=-1)
+        ctx.save_for_backward(logits, out)
         ctx.temperature = temperature
         ctx.chunk_elements = chunk_elements
         return out
@@ -146,26 +105,25 @@ class _Entropy(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: Tensor):
-        logits, lse, entropy = ctx.saved_tensors
+        logits, entropy = ctx.saved_tensors
         tau = ctx.temperature
         n, t, v = logits.shape
-        lowest = torch.finfo(lse.dtype).min
+        dtype = _compute_dtype(logits.dtype)
         grad_logits = torch.empty_like(logits)
-        direct = grad_logits.dtype == lse.dtype
-        largest = _largest_block(logits, ctx.chunk_elements)
-        work = None if direct else _Workspace(largest, lse.dtype, logits.device)
-        exp_work = _Workspace(largest, lse.dtype, logits.device)
         # dH/dz_j = -p_j (log p_j + H) / tau
         for rows, cols in _blocks(n, t, v, ctx.chunk_elements):
-            src = logits[rows, cols]
-            g = grad_out[rows, cols].to(lse.dtype).unsqueeze(-1)
-            log_p = _load_scaled(grad_logits[rows, cols] if direct else work.view(src.shape), src, tau)
-            log_p.sub_(lse[rows, cols].unsqueeze(-1)).clamp_(min=lowest)
-            p = torch.exp(log_p, out=exp_work.view(src.shape))
-            grad = log_p.add_(entropy[rows, cols].unsqueeze(-1)).mul_(p).mul_(-g / tau if tau != 1.0 else -g)
-            if not direct:
-                grad_logits[rows, cols] = grad
+            g = grad_out[rows, cols].to(dtype).unsqueeze(-1)
+            logp = torch.log_softmax(_scaled(logits[rows, cols], tau, dtype), dim=-1, dtype=dtype)
+            p = logp.exp()
+            grad = _finite(logp).add_(entropy[rows, cols].unsqueeze(-1)).mul_(p).mul_(-g / tau if tau != 1.0 else -g)
+            grad_logits[rows, cols] = grad
         return grad_logits, None, None
+
+
+def _finite(logp: Tensor) -> Tensor:
+    """In place: log-probs of -inf (a masked vocabulary entry, p = 0) become the lowest finite float, so that
+    `p * log p` is 0 there rather than `0 * -inf = NaN`. NaN stays NaN."""
+    return logp.clamp_(min=torch.finfo(logp.dtype).min)
 
 
 def _chunk(logits: Tensor, chunk_elements: int | None) -> int:

@@ -74,6 +74,16 @@ def test_hand_computed_values():
     assert_close(token_logprobs(two, torch.tensor([[1]]), temperature=0.5), torch.tensor([[math.log(0.9)]]))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_inputs_are_not_modified(dtype):
+    logits = torch.randn(3, 4, 9).to(dtype).requires_grad_(True)
+    ids = torch.randint(0, 9, (3, 4))
+    before = logits.detach().clone()
+    (token_logprobs(logits, ids, 0.7, chunk_elements=20).sum() + entropy_from_logits(logits, temperature=0.7).sum()).backward()
+    token_logprobs(logits.detach(), ids)
+    assert torch.equal(logits.detach(), before)
+
+
 def test_gradcheck_float64():
     gen = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 5, generator=gen, dtype=torch.float64, requires_grad=True)
