@@ -58,7 +58,8 @@ def run_case(name: str, dtype: str, n: int, t: int, v: int, repeats: int, device
     """One case, in this process: median seconds per call (forward, + backward for log-probs) and extra peak."""
     fn, needs_grad = _variant(name)
     gen = torch.Generator(device=device).manual_seed(0)
-    logits = torch.randn(n, t, v, generator=gen, device=device).to(getattr(torch, dtype))
+    # drawn in the target dtype: a float32 temporary would set the process's peak RSS before the measurement
+    logits = torch.randn(n, t, v, generator=gen, device=device, dtype=getattr(torch, dtype))
     ids = torch.randint(0, v, (n, t), generator=gen, device=device)
     logits.requires_grad_(needs_grad)
     weights = torch.randn(n, t, device=device)

@@ -92,16 +92,23 @@ def ref_token_loss(logp, old, adv, clip_low, clip_high, dual_clip):
     return loss, grad, active
 
 
-def ref_policy_loss(logprobs, old, adv, mask, clip_low, clip_high, dual_clip, is_weights):
+def ref_policy_loss(name, logprobs, old, adv, mask, clip_low, clip_high, dual_clip, is_weights):
+    """Per-token losses, per-token gradients d loss_t / d logp_t, and counts of each active bound.
+
+    ppo_clip uses each token's own log-ratio. gspo uses the sequence's mean log-ratio over its real tokens for
+    every token (GSPO-token: value s_i, gradient s_i * d logp_t), which is the same per-token formula with the
+    token's log-ratio replaced by log s_i.
+    """
     n, t = logprobs.shape
     losses = torch.zeros(n, t, dtype=torch.float64)
     grads = torch.zeros(n, t, dtype=torch.float64)
     counts = {"low": 0, "high": 0, "dual": 0}
     for i in range(n):
+        real = [j for j in range(t) if mask[i, j]]
+        seq_log_ratio = sum(float(logprobs[i, j] - old[i, j]) for j in real) / max(len(real), 1)
         for j in range(t):
-            loss, grad, active = ref_token_loss(
-                float(logprobs[i, j]), float(old[i, j]), float(adv[i]), clip_low, clip_high, dual_clip
-            )
+            log_ratio = seq_log_ratio if name == "gspo" else float(logprobs[i, j] - old[i, j])
+            loss, grad, active = ref_token_loss(log_ratio, 0.0, float(adv[i]), clip_low, clip_high, dual_clip)
             losses[i, j], grads[i, j] = loss * float(is_weights[i, j]), grad * float(is_weights[i, j])
             if active and mask[i, j]:
                 counts[active] += 1
@@ -116,27 +123,41 @@ CONFIGS = [
 ]
 
 
+def _case(name: str, seed: int):
+    """Random inputs `(logprobs, old, adv, mask, is_weights)` for the reference comparison, float64."""
+    gen = torch.Generator().manual_seed(seed)
+    n, t = [(8, 11), (1, 1), (5, 30)][seed]
+    old = -torch.rand(n, t, generator=gen, dtype=torch.float64) * 3
+    logprobs = old + 0.6 * torch.randn(n, t, generator=gen, dtype=torch.float64)
+    if name == "gspo":  # its ratio is a mean over the sequence: shift whole rows to reach the clip bounds
+        logprobs = logprobs + 0.8 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    adv = torch.randn(n, generator=gen, dtype=torch.float64)
+    lengths = torch.randint(0, t + 1, (n,), generator=gen)
+    if n > 2:
+        adv[0] = 0.0
+        lengths[1] = 0  # an empty row
+    mask = (torch.arange(t) < lengths.unsqueeze(1)).double()
+    is_weights = torch.rand(n, t, generator=gen, dtype=torch.float64) * 2 if seed == 2 else torch.ones(n, t, dtype=torch.float64)
+    return logprobs, old, adv, mask, is_weights
+
+
+@pytest.mark.parametrize("name", ["ppo_clip", "gspo"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['clip_low']}-{c['clip_high']}-{c['dual_clip']}")
 @pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 @pytest.mark.parametrize("seed", range(3))
-def test_matches_loop_reference_and_gradients(config, loss_agg, seed):
-    gen = torch.Generator().manual_seed(seed)
-    n, t = 8, 11
-    old = -torch.rand(n, t, generator=gen, dtype=torch.float64) * 3
-    logprobs = (old + 0.6 * torch.randn(n, t, generator=gen, dtype=torch.float64)).requires_grad_(True)
-    adv = torch.randn(n, generator=gen, dtype=torch.float64)
-    adv[0] = 0.0
-    lengths = torch.randint(0, t + 1, (n,), generator=gen)
-    lengths[1] = 0  # an empty row
-    mask = (torch.arange(t) < lengths.unsqueeze(1)).double()
-    is_weights = torch.rand(n, t, generator=gen, dtype=torch.float64) * 2 if seed == 2 else torch.ones(n, t, dtype=torch.float64)
+def test_matches_loop_reference_and_gradients(name, config, loss_agg, seed):
+    logprobs, old, adv, mask, is_weights = _case(name, seed)
+    logprobs.requires_grad_(True)
+    n, t = logprobs.shape
     clip_high = config["clip_high"] if config["clip_high"] is not None else config["clip_low"]
 
-    loss, stats = policy_loss(logprobs, old, adv, mask, loss_agg=loss_agg, is_weights=is_weights, **config)
+    loss, stats = policy_loss(
+        logprobs, old, adv, mask, name=name, loss_agg=loss_agg, is_weights=is_weights, **config
+    )
     loss.backward()
 
     ref_losses, ref_token_grads, counts = ref_policy_loss(
-        logprobs.detach(), old, adv, mask, config["clip_low"], clip_high, config["dual_clip"], is_weights
+        name, logprobs.detach(), old, adv, mask, config["clip_low"], clip_high, config["dual_clip"], is_weights
     )
     assert_close(loss, aggregate_loss(ref_losses, mask, loss_agg))
     # the aggregation is linear in the per-token loss, so d loss / d logp = (its weight) * (token gradient);
@@ -148,6 +169,21 @@ def test_matches_loop_reference_and_gradients(config, loss_agg, seed):
     assert_close(stats.clip_frac_low, torch.tensor(counts["low"] / real.item(), dtype=torch.float64))
     assert_close(stats.clip_frac_high, torch.tensor(counts["high"] / real.item(), dtype=torch.float64))
     assert_close(stats.clip_frac_dual, torch.tensor(counts["dual"] / real.item(), dtype=torch.float64))
+
+
+@pytest.mark.parametrize("name", ["ppo_clip", "gspo"])
+def test_reference_cases_exercise_every_clip_branch(name):
+    """Guard against a vacuous comparison: the cases above hit every bound, on real tokens."""
+    seen = {"low": 0, "high": 0, "dual": 0}
+    for seed in range(3):
+        logprobs, old, adv, mask, w = _case(name, seed)
+        for config in CONFIGS:
+            high = config["clip_high"] if config["clip_high"] is not None else config["clip_low"]
+            _, _, counts = ref_policy_loss(name, logprobs, old, adv, mask, config["clip_low"], high,
+                                           config["dual_clip"], w)
+            for key in seen:
+                seen[key] += counts[key]
+    assert all(count > 0 for count in seen.values()), seen
 
 
 def test_gradient_is_zero_exactly_on_clipped_tokens():
