@@ -1,0 +1,451 @@
+"""The zygote: a pre-started, single-threaded fork server that holds no tests, no code and no secrets.
+
+Started by the supervisor with `python -I -S` (usually inside bubblewrap or `unshare`, where it is pid 1 of
+its own pid namespace, with no network and a private /tmp). It receives control messages on a SOCK_SEQPACKET
+socket; the data channels of each run (code, tests, stdin, stdout, stderr) are descriptors created by the
+supervisor and passed with SCM_RIGHTS, so the untrusted code and the tests never enter this process's memory
+and cannot leak from it into a later child.
+
+Per run: fork the tester (function mode) and the solution, confine both (`confine.apply`), wait with a
+deadline, kill every process the run left behind (as pid 1: `kill(-1, SIGKILL)`; otherwise as child
+subreaper, repeatedly, until no child remains), reap them all, wipe the working directory and the private
+/tmp and /dev/shm, and report exit statuses and resource use.
+"""
+from __future__ import annotations
+
+import ctypes
+import gc
+import importlib
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import stat
+import sys
+import tempfile
+import time
+from typing import Any
+
+from . import confine, landlock, seccomp, solution, tester
+
+PR_SET_CHILD_SUBREAPER = 36
+MS_NOSUID, MS_NODEV = 2, 4
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class Zygote:
+    def __init__(self, ctl: socket.socket, init: dict) -> None:
+        self.ctl = ctl
+        self.cfg = init
+        self.mode = init["mode"]
+        self.pid1 = os.getpid() == 1
+        self.is_root = os.geteuid() == 0
+        self.uids = init.get("uids") if self.is_root else None
+        self.private_tmp = self.mode in ("bwrap", "unshare")
+        if self.mode == "unshare":
+            for path in ("/tmp", "/var/tmp", "/dev/shm"):
+                _mount_tmpfs(path, init["tmp_mb"])
+        self.workdir = "/tmp/w" if self.private_tmp else tempfile.mkdtemp(prefix="sbx-w-")
+        self._make_workdir()
+        os.environ.update(HOME=self.workdir, TMPDIR=self.workdir)
+        self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+        if not self.pid1:
+            _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+        _set_oom_score_adj(-1000 if self.is_root else 0)
+        _libc.prctl(confine.PR_SET_DUMPABLE, 0, 0, 0, 0)
+        self.abi = landlock.abi_version() if init.get("landlock", True) else 0
+        self.rulesets = self._build_rulesets() if self.abi else {}
+        self.seccomp = bool(init.get("seccomp", True)) and seccomp.supported_arch() is not None
+        if self.seccomp:
+            for restrict in (False, True):
+                seccomp.build(1, restrict)          # assemble once here; children only patch their pid
+        for name in init.get("preload", []):
+            try:
+                importlib.import_module(name)
+            except Exception:
+                pass
+        self.probe_report = self._probe()
+        # Everything imported so far is shared with each forked child; freezing it keeps the children's
+        # garbage collector from walking (and so copy-on-write faulting) the whole inherited heap.
+        gc.collect()
+        gc.freeze()
+
+    # ----------------------------------------------------------------------------------------- setup
+    def _make_workdir(self) -> None:
+        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
+        if self.uids:
+            os.chown(self.workdir, self.uids[0], self.uids[0])
+        os.chmod(self.workdir, 0o700)
+
+    def _build_rulesets(self) -> dict[str, int]:
+        reads = list(self.cfg.get("read_paths", []))
+        devs = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
+        try:
+            return {"solution": landlock.build_ruleset(self.abi, reads, [self.workdir], devs),
+                    "tester": landlock.build_ruleset(self.abi, reads, [], ["/dev/null"])}
+        except OSError:
+            self.abi = 0
+            return {}
+
+    def plan(self, role: str, fds: list[int], limits: dict) -> confine.Plan:
+        solo = role == "solution"
+        uid = self.uids[0 if solo else 1] if self.uids else None
+        mb = 1 << 20
+        rl: dict[int, int] = {}
+        rl[resource.RLIMIT_CORE] = 0
+        rl[resource.RLIMIT_AS] = (limits["memory_mb"] if solo else limits["tester_memory_mb"]) * mb
+        rl[resource.RLIMIT_FSIZE] = limits["max_file_mb"] * mb if solo else 0
+        rl[resource.RLIMIT_NOFILE] = limits["max_open_files"] if solo else 64
+        nproc = limits["max_processes"] if solo else 1
+        if self.uids is None:
+            nproc += self.cfg.get("nproc_base", 0)   # same uid as zygote and tester (or the whole user)
+        rl[resource.RLIMIT_NPROC] = nproc
+        return confine.Plan(
+            fds=fds, rlimits=rl, cpu_s=limits["cpu_s"] if solo else None, uid=uid,
+            oom_score_adj=1000 if solo else 500, dumpable=False,
+            landlock_fd=self.rulesets.get(role), seccomp=self.seccomp,
+            restrict_kill=not (self.uids or self.abi >= 6))
+
+    def _probe(self) -> dict:
+        """Fork a child that applies the full solution plan and checks a few effects; disable what fails."""
+        limits = self.cfg["probe_limits"]
+        for _ in range(3):
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                plan = self.plan("solution", [self.devnull, w, w], limits)
+                try:
+                    os.chdir(self.workdir)
+                    confine.apply(plan)
+                    out = {"applied": plan.applied, "effects": _effects()}
+                except BaseException as exc:
+                    out = {"error": f"{type(exc).__name__}: {exc}", "applied": plan.applied}
+                os.write(1, json.dumps(out).encode())
+                os._exit(0)
+            os.close(w)
+            data = _read_all(r)
+            os.close(r)
+            os.waitpid(pid, 0)
+            report = json.loads(data or b'{"error": "probe died", "applied": []}')
+            if "error" not in report:
+                return report
+            if "landlock" not in report["applied"] and self.abi:
+                self.abi, self.rulesets = 0, {}
+            elif self.seccomp:
+                self.seccomp = False
+            else:
+                return report
+        return report
+
+    def hello(self) -> dict:
+        ns = {}
+        for name in ("net", "pid", "mnt", "ipc", "uts", "user"):
+            try:
+                ns[name] = os.stat(f"/proc/self/ns/{name}").st_ino
+            except OSError:
+                ns[name] = None
+        return {"op": "hello", "pid1": self.pid1, "root": self.is_root, "uid_drop": bool(self.uids),
+                "landlock_abi": self.abi, "seccomp": self.seccomp, "ns": ns, "probe": self.probe_report,
+                "private_tmp": self.private_tmp, "workdir": self.workdir, "python": sys.version.split()[0],
+                "restrict_kill": not (self.uids or self.abi >= 6)}
+
+    # ------------------------------------------------------------------------------------------- runs
+    def fork(self, role: str, plan: confine.Plan, entry: Any) -> int:
+        pid = os.fork()
+        if pid:
+            return pid
+        try:
+            if role == "solution":
+                os.chdir(self.workdir)
+            confine.apply(plan)
+            wire_event = {"ev": "confined", "layers": plan.applied}
+            solution._event(wire_event)
+        except BaseException as exc:
+            if "fds" in plan.applied:                  # descriptors are arranged: 3 is our control channel
+                try:
+                    solution._event({"ev": "confine_error", "error": str(exc)[:500]})
+                except BaseException:
+                    pass
+            os._exit(121)
+        try:
+            entry()
+        finally:
+            os._exit(122)
+        return 0
+
+    def run(self, req: dict, fds: list[int]) -> dict:
+        limits = req["limits"]
+        named = dict(zip(req["fd_names"], fds))
+        started = time.monotonic()
+        pids: dict[str, int] = {}
+        try:
+            if req["mode"] == "pair":
+                a, b = socket.socketpair()
+                try:
+                    t_fds = [self.devnull, self.devnull, named["t_err"], named["t_ctl"], b.fileno()]
+                    pids["tester"] = self.fork("tester", self.plan("tester", t_fds, limits), tester.main)
+                    s_fds = [self.devnull, named["s_out"], named["s_err"], named["s_ctl"], a.fileno()]
+                    pids["solution"] = self.fork("solution", self.plan("solution", s_fds, limits),
+                                                 solution.serve_calls)
+                finally:
+                    a.close()
+                    b.close()
+            else:
+                s_fds = [named.get("s_in", self.devnull), named["s_out"], named["s_err"], named["s_ctl"]]
+                pids["solution"] = self.fork("solution", self.plan("solution", s_fds, limits), solution.run_script)
+        finally:
+            for fd in fds:
+                os.close(fd)
+        forked = time.monotonic()
+        self.send({"op": "started"})
+        main = "tester" if req["mode"] == "pair" else "solution"
+        reason, statuses = self._wait(main, pids, started + float(req["timeout_s"]))
+        ended = time.monotonic()
+        cleaned = self._kill_all(pids)
+        for role, pid in pids.items():
+            if role not in statuses:
+                statuses[role] = _wait4(pid, own_exit=False)
+        cleaned = self._reap_all() and cleaned
+        reaped = time.monotonic()
+        self._wipe()
+        phases = {"fork": forked - started, "run": ended - forked, "reap": reaped - ended,
+                  "wipe": time.monotonic() - reaped}
+        return {"op": "done", "reason": reason, "wall_s": ended - started, "clean": cleaned, "phases": phases,
+                **statuses}
+
+    def _wait(self, main: str, pids: dict[str, int], deadline: float) -> tuple[str | None, dict]:
+        poll = select.poll()
+        poll.register(self.ctl.fileno(), select.POLLIN)
+        pidfds = {}
+        for role, pid in pids.items():
+            fd = os.pidfd_open(pid)
+            pidfds[fd] = (role, pid)
+            poll.register(fd, select.POLLIN)
+        statuses: dict[str, dict] = {}
+        reason = None
+        try:
+            while main not in statuses:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    reason = "timeout"
+                    break
+                for fd, _ in poll.poll(left * 1000):
+                    if fd == self.ctl.fileno():
+                        msg = self.recv()
+                        if msg is None:
+                            raise SystemExit(0)
+                        reason = str(msg.get("reason", "killed"))
+                    elif fd in pidfds and pidfds[fd][0] not in statuses:
+                        role, pid = pidfds[fd]
+                        statuses[role] = _wait4(pid, own_exit=True)
+                        poll.unregister(fd)
+                if reason:
+                    break
+        finally:
+            for fd in pidfds:
+                os.close(fd)
+        return reason, statuses
+
+    def _kill_all(self, pids: dict[str, int]) -> bool:
+        if self.pid1:
+            _kill_everyone()                  # everything in our pid namespace except ourselves
+            return True
+        for pid in pids.values():
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+        return True
+
+    def _reap_all(self) -> bool:
+        """Reap every child (orphans are re-parented to us as pid 1 or subreaper); kill stragglers."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                while True:
+                    pid, _ = os.waitpid(-1, os.WNOHANG)
+                    if pid == 0:
+                        break
+            except ChildProcessError:
+                return True
+            if self.pid1:
+                _kill_everyone()
+            else:
+                for pid in _children():
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            time.sleep(0.001)
+        return False
+
+    def _wipe(self) -> None:
+        roots = ["/tmp", "/dev/shm", "/var/tmp"] if self.private_tmp else []
+        for root in roots:
+            try:
+                entries = os.listdir(root)
+            except OSError:
+                continue
+            for name in entries:
+                path = os.path.join(root, name)
+                if path != self.workdir:
+                    _remove(path)
+        try:
+            entries = os.listdir(self.workdir)
+        except OSError:
+            entries = None
+        if entries is None or not os.path.isdir(self.workdir) or os.path.islink(self.workdir):
+            _remove(self.workdir)
+        else:
+            for name in entries:
+                _remove(os.path.join(self.workdir, name))
+        self._make_workdir()
+
+    # ------------------------------------------------------------------------------------- messaging
+    def send(self, msg: dict) -> None:
+        self.ctl.send(json.dumps(msg).encode())
+
+    def recv(self) -> dict | None:
+        data = self.ctl.recv(1 << 16)
+        return json.loads(data) if data else None
+
+    def serve(self) -> None:
+        self.send(self.hello())
+        while True:
+            data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 16)
+            if not data:
+                break
+            req = json.loads(data)
+            if req.get("op") == "run":
+                self.send(self.run(req, fds))
+            elif req.get("op") == "exit":
+                break
+            else:
+                for fd in fds:
+                    os.close(fd)
+        self.shutdown()
+
+    def shutdown(self) -> None:
+        if not self.pid1:
+            for pid in _children():
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            self._reap_all()
+            _remove(self.workdir)
+
+
+def _kill_everyone() -> None:
+    """kill(-1) from pid 1 of a pid namespace: every other process in it. Never called outside one."""
+    assert os.getpid() == 1
+    try:
+        os.kill(-1, signal.SIGKILL)
+    except ProcessLookupError:          # nobody left
+        pass
+
+
+def _wait4(pid: int, own_exit: bool) -> dict:
+    _, status, ru = os.wait4(pid, 0)
+    return {"own_exit": own_exit,
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
+            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}
+
+
+def _children() -> list[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(p) for p in f.read().split()]
+    except OSError:
+        pass
+    out = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                        out.append(int(entry))
+            except (OSError, IndexError, ValueError):
+                pass
+    return out
+
+
+def _remove(path: str) -> None:
+    def onerror(func: Any, p: str, exc: Any) -> None:
+        try:                                   # a directory the program made unreadable: reopen and retry
+            os.chmod(os.path.dirname(p) or ".", stat.S_IRWXU)
+            os.chmod(p, stat.S_IRWXU)
+            if os.path.isdir(p) and not os.path.islink(p):
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                os.unlink(p)
+        except OSError:
+            pass
+    try:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, onerror=onerror)
+        else:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def _mount_tmpfs(path: str, size_mb: int) -> None:
+    os.makedirs(path, exist_ok=True)
+    opts = f"size={size_mb}m,mode=1777".encode()
+    if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
+
+
+def _set_oom_score_adj(value: int) -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError:
+        pass
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _effects() -> dict:
+    """What the confined probe can still do (all should be False)."""
+    out = {}
+    try:
+        socket.socket(socket.AF_INET, socket.SOCK_STREAM).close()
+        out["inet_socket"] = True
+    except OSError:
+        out["inet_socket"] = False
+    try:
+        os.listdir("/proc/1")
+        out["proc_visible"] = True
+    except OSError:
+        out["proc_visible"] = False
+    return out
+
+
+def main(ctl_fd: int) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ctl = socket.socket(fileno=ctl_fd)
+    data = ctl.recv(1 << 20)
+    if not data:
+        return
+    try:
+        zygote = Zygote(ctl, json.loads(data))
+    except BaseException as exc:
+        ctl.send(json.dumps({"op": "error", "error": f"{type(exc).__name__}: {exc}"}).encode())
+        raise
+    zygote.serve()
