@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
 
@@ -100,7 +101,9 @@ def _check_source(source: Any, where: str) -> None:
     if not isinstance(source, str):
         raise ValueError(f"{where} must be a string")
     try:
-        compile(source, where, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
+        with warnings.catch_warnings():          # e.g. invalid escape sequences in dataset tests
+            warnings.simplefilter("ignore")
+            compile(source, where, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
     except (SyntaxError, ValueError) as exc:
         raise ValueError(f"{where} does not parse: {exc}") from None
 

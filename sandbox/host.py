@@ -75,7 +75,7 @@ def read_paths(exe: str) -> list[str]:
 
 def _bwrap_args(exe: str, is_root: bool, tmp_mb: int) -> list[str]:
     args = ["--unshare-ipc", "--unshare-pid", "--unshare-net", "--unshare-uts", "--unshare-cgroup-try",
-            "--as-pid-1", "--new-session"]
+            "--as-pid-1", "--new-session", "--die-with-parent"]
     # As root we keep the capabilities inside (no user namespace) so the zygote can drop each child to its
     # own uid; without root, bwrap's user namespace maps our uid and grants nothing.
     args += ["--cap-add", "ALL"] if is_root else ["--unshare-user"]

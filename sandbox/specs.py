@@ -8,14 +8,23 @@ the entry point is always the solution's.
 from __future__ import annotations
 
 import ast
+import warnings
 from typing import Mapping
+
+
+def _parse(code: str) -> ast.Module | None:
+    try:
+        with warnings.catch_warnings():          # dataset code may contain e.g. invalid escape sequences
+            warnings.simplefilter("ignore")
+            return ast.parse(code)
+    except SyntaxError:
+        return None
 
 
 def prompt_prelude(prompt: str, entry_point: str) -> str:
     """The prompt's imports and helper definitions, without the entry point itself."""
-    try:
-        tree = ast.parse(prompt)
-    except SyntaxError:
+    tree = _parse(prompt)
+    if tree is None:
         return ""
     keep = []
     for node in tree.body:
@@ -38,9 +47,8 @@ def humaneval(problem: Mapping, completion: str) -> tuple[str, dict]:
 
 def defined_functions(code: str) -> list[str]:
     """Names of the top-level functions and classes a (reference) program defines."""
-    try:
-        tree = ast.parse(code)
-    except SyntaxError:
+    tree = _parse(code)
+    if tree is None:
         return []
     return [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
 

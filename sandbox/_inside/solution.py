@@ -52,6 +52,17 @@ def _flush() -> None:
             pass
 
 
+def _print_exception(exc: BaseException) -> None:
+    """Traceback as `python solution.py` would print it: without this runner's own frames."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != "solution.py":
+        tb = tb.tb_next
+    try:
+        traceback.print_exception(type(exc), exc, tb)
+    except Exception:
+        pass
+
+
 def _describe(exc: BaseException) -> dict:
     try:
         msg = str(exc)[:2000]
@@ -78,12 +89,10 @@ def run_script() -> None:
         _load(code, "__main__")
     except SystemExit as exc:
         status = _exit_status(exc)
-    except MemoryError:
-        _event({"ev": "memory"})
-        traceback.print_exc()
-        status = 1
-    except BaseException:
-        traceback.print_exc()
+    except BaseException as exc:
+        if isinstance(exc, MemoryError):
+            _event({"ev": "memory"})
+        _print_exception(exc)
         status = 1
     try:
         threading._shutdown()          # join non-daemon threads, as the interpreter does at exit
@@ -164,7 +173,8 @@ def serve_calls() -> None:
     except BaseException as exc:
         if isinstance(exc, MemoryError):
             _event({"ev": "memory"})
-        traceback.print_exc()
+        if not isinstance(exc, SystemExit):
+            _print_exception(exc)
         _flush()
         wire.write_frame(PEER, {"t": "load_error", **_describe(exc)})
         os._exit(1)

@@ -169,6 +169,10 @@ def _bind_solution_names(tester: Tester, ns: dict, table: dict, needed: set[str]
     # the tests' `set(f(x)) == set(expected)` computes (a constant `set` would pass it). Only names listed
     # as entry points (MBPP/126 tests a function called `sum`) are taken from the solution regardless.
     allowed = (needed & set(table)) - (set(vars(builtins)) - set(entry_points))
+    if tester.dead:        # the solution did not load: its names fail with the reason, not a NameError
+        for name in sorted(needed - set(vars(builtins)) - set(ns)):
+            ns[name] = Proxy(tester, name)
+        return
     for name in sorted(allowed):
         kind = str(table[name])
         if kind == "callable":
