@@ -67,6 +67,23 @@ def python_dirs(exe: str) -> list[str]:
     return sorted(d for d in dirs if not any(d == s or d.startswith(s + "/") for s in ("/usr",)))
 
 
+def _ancestors(path: str) -> list[str]:
+    """/a/b/c -> ["/a", "/a/b"] (top-down, without "/" and the path itself)."""
+    parts = path.strip("/").split("/")[:-1]
+    return ["/" + "/".join(parts[:i + 1]) for i in range(len(parts))]
+
+
+def closed_ancestor(path: str) -> str | None:
+    """The highest directory above `path` that other users cannot traverse (no o+x), if any."""
+    for parent in _ancestors(path):
+        try:
+            if not os.stat(parent).st_mode & 0o001:
+                return parent
+        except OSError:
+            return parent
+    return None
+
+
 def read_paths(exe: str) -> list[str]:
     """Paths the sandboxed processes may read (the Landlock allow-list); the same inside and outside bwrap."""
     paths = [p for p in SYSTEM_DIRS if os.path.exists(p)] + [p for p in ETC_FILES if os.path.exists(p)]
@@ -86,7 +103,14 @@ def _bwrap_args(exe: str, is_root: bool, tmp_mb: int) -> list[str]:
             args += ["--ro-bind", d, d]
     for f in ETC_FILES:
         args += ["--ro-bind-try", f, f]
+    made: set[str] = set()
     for d in python_dirs(exe):
+        # Parent directories are created fresh and traversable: a pyenv under a 0700 /root must still be
+        # usable by the unprivileged uids the children run as.
+        for parent in _ancestors(d):
+            if parent not in made and not any(parent == s or parent.startswith(s + "/") for s in SYSTEM_DIRS):
+                args += ["--perms", "0755", "--dir", parent]
+                made.add(parent)
         args += ["--ro-bind", d, d]
     args += ["--ro-bind", INSIDE_DIR, INSIDE_DIR, "--proc", "/proc", "--dev", "/dev",
              "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",

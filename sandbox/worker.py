@@ -175,4 +175,5 @@ def zygote_init(isolation: str, host: hostmod.Host, uids: tuple[int, int] | None
         nproc_base = user_task_count(os.getuid()) + 16
     return {"op": "init", "mode": isolation, "uids": list(uids) if uids else None, "tmp_mb": tmp_mb,
             "read_paths": hostmod.read_paths(hostmod.interpreter()), "probe_limits": probe_limits,
+            "python_dirs": hostmod.python_dirs(hostmod.interpreter()),
             "landlock": landlock, "seccomp": seccomp, "preload": list(preload), "nproc_base": nproc_base}

@@ -1,21 +1,24 @@
 """Confinement applied in each forked child, in an order where every step still has the rights it needs.
 
-session -> descriptors -> parent-death signal -> OOM preference -> rlimits -> uid drop -> non-dumpable ->
-Landlock -> seccomp. A step that the zygote's start-up probe found working must work again: if it fails,
+session -> descriptors -> parent-death signal -> OOM preference -> rlimits -> uid drop (or, as root without
+a usable uid, dropping every capability) -> non-dumpable -> Landlock -> seccomp. A step that the zygote's start-up probe found working must work again: if it fails,
 the child reports a sandbox fault and exits without running any untrusted code (`ConfineError`).
 """
 from __future__ import annotations
 
 import ctypes
+import errno
 import fcntl
 import os
 import resource
 import signal
+import struct
 from dataclasses import dataclass, field
 
 from . import landlock, seccomp
 
-PR_SET_PDEATHSIG, PR_SET_DUMPABLE = 1, 4
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+_CAPSET = {"x86_64": 126, "aarch64": 91}
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -31,6 +34,7 @@ class Plan:
     rlimits: dict[int, int]               # resource.RLIMIT_* -> value (soft == hard, except CPU)
     cpu_s: int | None = None              # RLIMIT_CPU soft limit; hard = soft + 1
     uid: int | None = None                # drop to this uid/gid (root only)
+    drop_caps: bool = False               # stay uid 0 but without any capability (root, no usable uid)
     oom_score_adj: int | None = None
     dumpable: bool = True
     landlock_fd: int | None = None
@@ -43,6 +47,22 @@ def _prctl(option: int, arg: int) -> None:
     if _libc.prctl(option, arg, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise ConfineError(f"prctl({option}): {os.strerror(err)}")
+
+
+def _drop_capabilities() -> None:
+    """Empty the bounding set (so no exec can regain a capability), then the current sets."""
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            if ctypes.get_errno() == errno.EINVAL:       # past the last capability this kernel knows
+                break
+            raise ConfineError(f"PR_CAPBSET_DROP({cap}): {os.strerror(ctypes.get_errno())}")
+    nr = _CAPSET.get(os.uname().machine)
+    if nr is None:
+        raise ConfineError("capset: unknown system call number for this architecture")
+    header = ctypes.create_string_buffer(struct.pack("=Ii", 0x20080522, 0))     # _LINUX_CAPABILITY_VERSION_3
+    data = ctypes.create_string_buffer(24)                                       # two zeroed cap_data structs
+    if _libc.syscall(nr, header, data) != 0:
+        raise ConfineError(f"capset: {os.strerror(ctypes.get_errno())}")
 
 
 def _arrange_fds(fds: list[int], keep: int | None) -> int | None:
@@ -86,6 +106,9 @@ def apply(plan: Plan) -> list[str]:
             os.setresgid(plan.uid, plan.uid, plan.uid)
             os.setresuid(plan.uid, plan.uid, plan.uid)
             done.append("uid")
+        if plan.drop_caps:
+            _drop_capabilities()
+            done.append("caps")
         if not plan.dumpable:
             _prctl(PR_SET_DUMPABLE, 0)
         if ruleset is not None:

@@ -45,9 +45,13 @@ class Zygote:
         self.is_root = os.geteuid() == 0
         self.uids = init.get("uids") if self.is_root else None
         self.private_tmp = self.mode in ("bwrap", "unshare")
+        python_dirs = init.get("python_dirs", [])
         if self.mode == "unshare":
             for path in ("/tmp", "/var/tmp", "/dev/shm"):
                 _mount_tmpfs(path, init["tmp_mb"])
+            _expose(python_dirs)
+        if self.uids and not all(_world_usable(d) for d in python_dirs):
+            self.uids = None        # other uids could not even load the stdlib: drop capabilities instead
         self.workdir = "/tmp/w" if self.private_tmp else tempfile.mkdtemp(prefix="sbx-w-")
         self._make_workdir()
         os.environ.update(HOME=self.workdir, TMPDIR=self.workdir)
@@ -105,6 +109,7 @@ class Zygote:
         rl[resource.RLIMIT_NPROC] = nproc
         return confine.Plan(
             fds=fds, rlimits=rl, cpu_s=limits["cpu_s"] if solo else None, uid=uid,
+            drop_caps=self.is_root and uid is None,
             oom_score_adj=1000 if solo else 500, dumpable=False,
             landlock_fd=self.rulesets.get(role), seccomp=self.seccomp,
             restrict_kill=not (self.uids or self.abi >= 6))
@@ -394,6 +399,60 @@ def _remove(path: str) -> None:
             os.unlink(path)
     except OSError:
         pass
+
+
+def _world_usable(path: str) -> bool:
+    """Whether any uid can traverse every ancestor of `path` and read it."""
+    parts = path.strip("/").split("/")
+    for i in range(len(parts)):
+        try:
+            mode = os.stat("/" + "/".join(parts[:i + 1])).st_mode
+        except OSError:
+            return False
+        if not mode & 0o001 or (i == len(parts) - 1 and not mode & 0o004):
+            return False
+    return True
+
+
+def _closed_ancestor(path: str) -> str | None:
+    parts = path.strip("/").split("/")[:-1]
+    for i in range(len(parts)):
+        parent = "/" + "/".join(parts[:i + 1])
+        if not os.stat(parent).st_mode & 0o001:
+            return parent
+    return None
+
+
+def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    if _libc.mount(src.encode() if src else None, dst.encode(), fstype.encode() if fstype else None, flags,
+                   data.encode() if data else None) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount {src} on {dst}: {os.strerror(err)}")
+
+
+def _expose(dirs: list[str]) -> None:
+    """In our own mount namespace: when a directory the interpreter needs sits under one other users cannot
+    traverse (a pyenv in a 0700 /root), cover that ancestor with an empty tmpfs and bind the directory back,
+    read-only. As a side effect the rest of that ancestor (root's home) disappears from the sandbox."""
+    MS_BIND, MS_REC, MS_MOVE, MS_REMOUNT, MS_RDONLY = 4096, 16384, 8192, 32, 1
+    blocked: dict[str, list[str]] = {}
+    for d in dirs:
+        top = _closed_ancestor(d)
+        if top:
+            blocked.setdefault(top, []).append(d)
+    for top, paths in blocked.items():
+        staged = []
+        for i, d in enumerate(paths):
+            stage = f"/tmp/.sbx-stage-{i}"
+            os.makedirs(stage, exist_ok=True)
+            _mount(d, stage, None, MS_BIND | MS_REC)
+            staged.append((stage, d))
+        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
+        for stage, d in staged:
+            os.makedirs(d, mode=0o755, exist_ok=True)
+            _mount(stage, d, None, MS_MOVE)
+            _mount(None, d, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+            os.rmdir(stage)
 
 
 def _mount_tmpfs(path: str, size_mb: int) -> None:

@@ -34,3 +34,81 @@ def make_sandbox():
     yield make
     for box in boxes:
         box.close()
+
+
+# ------------------------------------------------------------------------------------------ hostile corpus
+HOSTILE_LIMITS = Limits(timeout_s=3.0, memory_mb=256, max_processes=32, tmp_mb=32, max_output_bytes=4 << 20)
+SECRET_ENV = "SBX_HOSTILE_SECRET"
+
+
+def _hostile_isolations() -> list[str]:
+    from sandbox.host import detect
+    host = detect()
+    first = host.candidates("auto")[0]
+    extra = ["unshare"] if host.is_root and host.unshare and first != "unshare" else []
+    return [first] + extra
+
+
+INITIAL_PID_NS = 0xEFFFFFFC        # inode of the host's (initial) pid namespace
+
+
+def _guard_hostile() -> None:
+    """Hostile programs run only inside the dedicated namespaces scripts/test_hostile.sh creates: a sandbox
+    bug (or a deliberately weakened sandbox) could otherwise kill every process on the machine."""
+    import os
+    if os.environ.get("SANDBOX_HOSTILE_OK") != "1":
+        pytest.skip("hostile corpus: run it with scripts/test_hostile.sh (own pid + network namespace)")
+    if os.stat("/proc/self/ns/pid").st_ino == INITIAL_PID_NS:
+        pytest.fail("refusing to run hostile programs in the host's pid namespace")
+
+
+@pytest.fixture(scope="session", params=_hostile_isolations())
+def hostile(request):
+    """A Sandbox under each strong isolation this host offers, created after a secret is put in our env.
+
+    SANDBOX_HOSTILE_WEAKEN=1 swaps in a deliberately weak sandbox (no namespaces, Landlock, seccomp or
+    cgroups) to show that the corpus does catch breaches; only ever inside scripts/test_hostile.sh."""
+    import os
+    _guard_hostile()
+    os.environ[SECRET_ENV] = "env-secret-value-4f2a"
+    if os.environ.get("SANDBOX_HOSTILE_WEAKEN") == "1":
+        box = _quiet_sandbox(workers=2, limits=HOSTILE_LIMITS, isolation="none", landlock=False, seccomp=False,
+                             cgroups=False)
+    else:
+        box = _quiet_sandbox(workers=2, limits=HOSTILE_LIMITS, isolation=request.param)
+    yield box
+    box.close()
+
+
+def descendants(pid: int) -> list[int]:
+    """Every live descendant of `pid` (from /proc)."""
+    import os
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out, stack = [], [pid]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            out.append(child)
+            stack.append(child)
+    return out
+
+
+@pytest.fixture
+def no_survivors(hostile):
+    """After a hostile test: each worker is back to its launcher and zygote, and still runs a plain job."""
+    yield
+    for w in hostile._workers:
+        if w.proc is None:
+            continue
+        expected = 0 if hostile.isolation == "none" else 1
+        assert len(descendants(w.proc.pid)) <= expected, f"processes survived on worker {w.index}"
+    res = hostile.run_batch([("def f():\n    return 1\n", {"kind": "assert", "source": "assert f() == 1\n"})] * 2)
+    assert all(r.passed for r in res), [r.details for r in res]
