@@ -3,11 +3,13 @@ validation of a test specification (`validate_tests`), which rejects bad input w
 """
 from __future__ import annotations
 
-import ast
+import functools
 import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Mapping
+
+from ._inside import tester
 
 PASSED, FAILED, TIMEOUT, MEMORY = "passed", "failed", "timeout", "memory"
 OUTPUT_LIMIT, CRASHED, SANDBOX_ERROR = "output_limit", "crashed", "sandbox_error"
@@ -100,12 +102,15 @@ def _check_keys(obj: Mapping, required: set[str], optional: set[str], where: str
 def _check_source(source: Any, where: str) -> None:
     if not isinstance(source, str):
         raise ValueError(f"{where} must be a string")
-    try:
-        with warnings.catch_warnings():          # e.g. invalid escape sequences in dataset tests
-            warnings.simplefilter("ignore")
-            compile(source, where, "exec", ast.PyCF_ONLY_AST, dont_inherit=True)
-    except (SyntaxError, ValueError) as exc:
-        raise ValueError(f"{where} does not parse: {exc}") from None
+
+
+@functools.lru_cache(maxsize=4096)
+def prepared_assert(source: str, prelude: str) -> dict:
+    """Instrumented, compiled and marshalled assert tests, cached per source: in GRPO every test source is
+    run once per sample of its group, and compiling is most of the tester's own work."""
+    with warnings.catch_warnings():          # e.g. invalid escape sequences in dataset tests
+        warnings.simplefilter("ignore")
+        return tester.prepare(source, prelude)
 
 
 def validate_tests(tests: Any, where: str = "tests") -> dict:
@@ -122,6 +127,11 @@ def validate_tests(tests: Any, where: str = "tests") -> dict:
         _check_source(spec["source"], f"{where}.source")
         if "prelude" in spec:
             _check_source(spec["prelude"], f"{where}.prelude")
+        try:                                   # parsed and compiled once per distinct source (cached)
+            prepared_assert(spec["source"], spec.get("prelude", ""))
+        except (SyntaxError, ValueError) as exc:
+            which = "prelude" if getattr(exc, "filename", None) == "prelude.py" else "source"
+            raise ValueError(f"{where}.{which} does not compile: {exc}") from None
         eps = spec.get("entry_points", [])
         if not isinstance(eps, list) or not all(isinstance(e, str) and e.isidentifier() for e in eps):
             raise ValueError(f"{where}.entry_points must be a list of names")

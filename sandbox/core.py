@@ -71,8 +71,8 @@ class Sandbox:
     def _make_worker(self, index: int, isolation: str) -> Worker:
         o, lim = self._options, self.limits
         uids = (o["uid_base"] + 2 * index, o["uid_base"] + 2 * index + 1) if self.host.is_root else None
-        probe = Limits(timeout_s=5.0).for_zygote()
-        init = zygote_init(isolation, self.host, uids, lim.tmp_mb, probe, o["landlock"], o["seccomp"], o["preload"])
+        init = zygote_init(isolation, self.host, uids, lim.tmp_mb, lim.for_zygote(), o["landlock"], o["seccomp"],
+                           o["preload"])
         cg = (lim.worker_memory_bytes, lim.max_processes + 8) if o["cgroups"] else None
         return Worker(index, isolation, self.host, init, self._spawner, cg)
 

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from ._inside import wire
-from .config import Limits
+from .config import Limits, prepared_assert
 from .pump import Pump
 from .worker import Worker
 
@@ -132,8 +132,7 @@ class _Execution:
         if mode == "solo":
             self.pump.write(mine["s_in"], (stdin or "").encode("utf-8"), close_after=True)
         else:
-            self.pump.write(mine["t_ctl"], wire.pack({**(spec or {}),
-                                                      "max_message_bytes": self.limits.max_message_bytes}))
+            self.pump.write(mine["t_ctl"], wire.pack(tester_payload(spec or {}, self.limits)))
             self.pump.read(mine["t_ctl"], self.on_tester)
             self.pump.read(mine["t_err"], self.on_tester_stderr)
         self.pump.borrow(self.worker.fileno())
@@ -158,6 +157,15 @@ class _Execution:
         if self.worker.cgroups and self.oom_before is not None:
             after = self.worker.cgroups.oom_kills()
             self.raw.oom = after is not None and after > self.oom_before
+
+
+def tester_payload(spec: dict, limits: Limits) -> dict:
+    """What the tester receives: the spec, with assert sources replaced by their cached compiled form."""
+    out = {k: v for k, v in spec.items() if k not in ("source", "prelude")}
+    if spec.get("kind") == "assert":
+        out["prepared"] = prepared_assert(spec["source"], spec.get("prelude", ""))
+    out["max_message_bytes"] = limits.max_message_bytes
+    return out
 
 
 def execute(worker: Worker, mode: str, code: str, spec: dict | None, stdin: str | None, limits: Limits) -> Raw:

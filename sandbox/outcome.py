@@ -87,9 +87,19 @@ class TesterReport:
     lines: list = field(default_factory=list)
 
 
+def _flatten(frames: list) -> list:
+    out = []
+    for f in frames:
+        if isinstance(f, dict) and isinstance(f.get("batch"), list):
+            out.extend(f["batch"])
+        else:
+            out.append(f)
+    return out
+
+
 def read_tester(frames: list) -> TesterReport:
     rep = TesterReport()
-    for f in frames:
+    for f in _flatten(frames):
         if not isinstance(f, dict):
             continue
         if "total" in f:

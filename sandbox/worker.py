@@ -166,7 +166,7 @@ def user_task_count(uid: int) -> int:
 
 
 def zygote_init(isolation: str, host: hostmod.Host, uids: tuple[int, int] | None, tmp_mb: int,
-                probe_limits: dict, landlock: bool, seccomp: bool, preload: tuple[str, ...]) -> dict[str, Any]:
+                limits: dict, landlock: bool, seccomp: bool, preload: tuple[str, ...]) -> dict[str, Any]:
     if host.is_root:
         nproc_base = 0                      # each worker's processes run under their own uids
     elif isolation == "bwrap":
@@ -174,6 +174,6 @@ def zygote_init(isolation: str, host: hostmod.Host, uids: tuple[int, int] | None
     else:
         nproc_base = user_task_count(os.getuid()) + 16
     return {"op": "init", "mode": isolation, "uids": list(uids) if uids else None, "tmp_mb": tmp_mb,
-            "read_paths": hostmod.read_paths(hostmod.interpreter()), "probe_limits": probe_limits,
+            "read_paths": hostmod.read_paths(hostmod.interpreter()), "limits": limits,
             "python_dirs": hostmod.python_dirs(hostmod.interpreter()),
             "landlock": landlock, "seccomp": seccomp, "preload": list(preload), "nproc_base": nproc_base}

@@ -38,8 +38,7 @@ class Plan:
     oom_score_adj: int | None = None
     dumpable: bool = True
     landlock_fd: int | None = None
-    seccomp: bool = False
-    restrict_kill: bool = False
+    seccomp: "seccomp.Prepared | None" = None
     applied: list[str] = field(default_factory=list)
 
 
@@ -116,8 +115,8 @@ def apply(plan: Plan) -> list[str]:
             landlock.restrict_self(ruleset)
             os.close(ruleset)
             done.append("landlock")
-        if plan.seccomp:
-            seccomp.install(seccomp.build(os.getpid(), plan.restrict_kill))
+        if plan.seccomp is not None:
+            plan.seccomp.install(os.getpid())
             done.append("seccomp")
     except ConfineError:
         raise

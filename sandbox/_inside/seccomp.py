@@ -201,11 +201,31 @@ _libc = ctypes.CDLL(None, use_errno=True)
 
 def install(program: bytes) -> None:
     """Install `program` on the calling thread (sets no_new_privs first, as unprivileged seccomp needs)."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    _install(buf, len(program) // 8)
+
+
+def _install(buf: ctypes.Array, n_instructions: int) -> None:
     if _libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, "prctl(PR_SET_NO_NEW_PRIVS)")
-    buf = ctypes.create_string_buffer(program, len(program))
-    prog = _SockFprog(len(program) // 8, ctypes.cast(buf, ctypes.c_void_p))
+    prog = _SockFprog(n_instructions, ctypes.cast(buf, ctypes.c_void_p))
     if _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(prog), 0, 0) != 0:
         err = ctypes.get_errno()
         raise OSError(err, f"prctl(PR_SET_SECCOMP): {os.strerror(err)}")
+
+
+class Prepared:
+    """A filter assembled once (in the zygote) into a C buffer; a forked child patches in its pid (when
+    kill is restricted) and installs it, which keeps the per-child cost to two prctl calls."""
+
+    def __init__(self, restrict_kill: bool) -> None:
+        self.restrict_kill = restrict_kill
+        build(1, restrict_kill)
+        template, self.patches = _TEMPLATES[restrict_kill]
+        self.buf = ctypes.create_string_buffer(bytes(template), len(template))
+
+    def install(self, own_pid: int) -> None:
+        for off, sign in self.patches:
+            struct.pack_into("=I", self.buf, off, (sign * own_pid) & 0xFFFFFFFF)
+        _install(self.buf, len(self.buf) // 8)

@@ -23,6 +23,7 @@ from . import wire
 
 CTL, PEER = 3, 4
 CODE_CAP = 64 << 20
+MODE = "pair"          # set by a pre-forked spare when it is handed a run
 
 
 def _setup_stdio() -> None:
@@ -189,3 +190,11 @@ def serve_calls() -> None:
         wire.write_frame(PEER, _answer(ns, msg))
     _flush()
     os._exit(0)
+
+
+def dispatch() -> None:
+    """Entry point of a pre-forked spare: the run's mode arrives with its descriptors."""
+    if MODE == "solo":
+        run_script()
+    else:
+        serve_calls()

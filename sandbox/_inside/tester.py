@@ -10,15 +10,18 @@ the solution imported (e.g. `math` in MBPP tests) is imported here; a plain-data
 
 Per-test results ("units") for `assert` sources: every top-level statement that contains an `assert`, and
 every such statement directly inside a top-level function (HumanEval's `check`), is one unit; a unit passes
-when each of its executions finished without an exception. Units are reported as they finish, so a timeout
-keeps the ones already decided. Units never reached count as failed. Without any `assert`, the whole source
-is one unit that passes if it runs to the end.
+when each of its executions finished without an exception. Units are reported as they finish (batched up to
+the next call into the solution), so a timeout keeps the ones already decided. Units never reached count as failed. Without
+any `assert`, the whole source is one unit that passes if it runs to the end. An optional trusted `prelude`
+runs first and overrides the solution's names (HumanEval's prompt helpers).
 """
 from __future__ import annotations
 
 import ast
+import base64
 import builtins
 import importlib
+import marshal
 import math
 import os
 from typing import Any
@@ -40,11 +43,13 @@ class Tester:
         self.dead: str | None = None
         self.reported: dict[int, bool] = {}
         self.errors = 0
+        self.pending: list[dict] = []
 
     # ---------------------------------------------------------------------------------- solution channel
     def request(self, msg: dict) -> Any:
         if self.dead:
             raise RemoteError(self.dead)
+        self.flush()          # before anything that can block: a deadline keeps every decided unit
         try:
             wire.write_frame(PEER, msg)
             reply = wire.read_frame(PEER, self.max_message)
@@ -92,7 +97,13 @@ class Tester:
 
     # -------------------------------------------------------------------------------------- supervisor
     def report(self, msg: dict) -> None:
-        wire.write_frame(CTL, msg)
+        """Queue a report; queued reports go out before the next call to the solution and at the end."""
+        self.pending.append(msg)
+
+    def flush(self) -> None:
+        if self.pending:
+            wire.write_frame(CTL, {"batch": self.pending})
+            self.pending = []
 
     def unit_done(self, i: int, ok: bool, err: str = "") -> None:
         # Report the first success and the first failure of each unit; repeats add nothing.
@@ -189,16 +200,26 @@ def _bind_solution_names(tester: Tester, ns: dict, table: dict, needed: set[str]
                 pass
 
 
-def run_assert(tester: Tester, source: str, prelude: str = "", entry_points: list | None = None) -> None:
-    tree = ast.parse(source, "tests.py")
+def prepare(source: str, prelude: str = "") -> dict:
+    """Parse, instrument and compile assert tests. The supervisor calls this (and caches the result per
+    source) so the tester only unmarshals code objects; the tester falls back to it when given raw source."""
     inst = _Instrument()
-    stmts = inst.module(tree)
-    whole = len(inst.lines) == 0
-    total = 1 if whole else len(inst.lines)
-    tester.report({"total": total, "lines": inst.lines[:10000]})
+    stmts = inst.module(ast.parse(source, "tests.py"))
     compiled = [compile(ast.Module(body=[s], type_ignores=[]), "tests.py", "exec", dont_inherit=True)
                 for s in stmts]
+    pre = compile(prelude, "prelude.py", "exec", dont_inherit=True) if prelude else None
     needed = set().union(*(_names(c) for c in compiled)) if compiled else set()
+    if pre is not None:
+        needed |= _names(pre)
+    return {"total": max(len(inst.lines), 1), "whole": not inst.lines, "lines": inst.lines[:10000],
+            "needed": sorted(needed), "code": base64.b64encode(marshal.dumps((compiled, pre))).decode("ascii")}
+
+
+def run_assert(tester: Tester, spec: dict) -> None:
+    prepared = spec.get("prepared") or prepare(spec["source"], spec.get("prelude", ""))
+    tester.report({"total": prepared["total"], "lines": prepared["lines"]})
+    compiled, pre = marshal.loads(base64.b64decode(prepared["code"]))
+    needed, whole = set(prepared["needed"]), prepared["whole"]
     table = tester.handshake()
     stack: list[list] = []
     ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
@@ -220,11 +241,8 @@ def run_assert(tester: Tester, source: str, prelude: str = "", entry_points: lis
 
     ns.update(__sbx_begin__=begin, __sbx_fail__=fail, __sbx_end__=end)
     setup_errors = []
-    if prelude:
-        pre = compile(prelude, "prelude.py", "exec", dont_inherit=True)
-        needed |= _names(pre)
-    _bind_solution_names(tester, ns, table, needed, list(entry_points or []))
-    if prelude:
+    _bind_solution_names(tester, ns, table, needed, list(spec.get("entry_points") or []))
+    if pre is not None:
         try:
             exec(pre, ns)      # trusted helpers (e.g. HumanEval's `poly`) override the solution's copies
         except BaseException as exc:
@@ -299,9 +317,10 @@ def main() -> None:
         spec = wire.read_frame(CTL, 1 << 30)
         tester = Tester(int(spec.get("max_message_bytes", 4 << 20)))
         if spec["kind"] == "assert":
-            run_assert(tester, spec["source"], spec.get("prelude", ""), spec.get("entry_points"))
+            run_assert(tester, spec)
         else:
             run_call(tester, spec)
+        tester.flush()
         try:
             wire.write_frame(PEER, {"t": "bye"})
         except OSError:

@@ -63,9 +63,9 @@ class Zygote:
         self.abi = landlock.abi_version() if init.get("landlock", True) else 0
         self.rulesets = self._build_rulesets() if self.abi else {}
         self.seccomp = bool(init.get("seccomp", True)) and seccomp.supported_arch() is not None
-        if self.seccomp:
-            for restrict in (False, True):
-                seccomp.build(1, restrict)          # assemble once here; children only patch their pid
+        self.filters = {}
+        if self.seccomp:                            # assembled once here; children only patch their pid
+            self.filters = {r: seccomp.Prepared(r) for r in (False, True)}
         for name in init.get("preload", []):
             try:
                 importlib.import_module(name)
@@ -76,6 +76,8 @@ class Zygote:
         # garbage collector from walking (and so copy-on-write faulting) the whole inherited heap.
         gc.collect()
         gc.freeze()
+        self.spares: dict[str, tuple[int, socket.socket]] = {}
+        self.last_roles: tuple[str, ...] = ("tester", "solution")
 
     # ----------------------------------------------------------------------------------------- setup
     def _make_workdir(self) -> None:
@@ -108,15 +110,15 @@ class Zygote:
             nproc += self.cfg.get("nproc_base", 0)   # same uid as zygote and tester (or the whole user)
         rl[resource.RLIMIT_NPROC] = nproc
         return confine.Plan(
-            fds=fds, rlimits=rl, cpu_s=limits["cpu_s"] if solo else None, uid=uid,
+            fds=fds, rlimits=rl, cpu_s=limits.get("cpu_s") if solo else None, uid=uid,
             drop_caps=self.is_root and uid is None,
-            oom_score_adj=1000 if solo else 500, dumpable=False,
-            landlock_fd=self.rulesets.get(role), seccomp=self.seccomp,
-            restrict_kill=not (self.uids or self.abi >= 6))
+            oom_score_adj=1000 if solo else None, dumpable=False,      # the tester keeps the zygote's
+            landlock_fd=self.rulesets.get(role),
+            seccomp=self.filters.get(not (self.uids or self.abi >= 6)))
 
     def _probe(self) -> dict:
         """Fork a child that applies the full solution plan and checks a few effects; disable what fails."""
-        limits = self.cfg["probe_limits"]
+        limits = self.cfg["limits"]
         for _ in range(3):
             r, w = os.pipe()
             pid = os.fork()
@@ -158,7 +160,9 @@ class Zygote:
                 "restrict_kill": not (self.uids or self.abi >= 6)}
 
     # ------------------------------------------------------------------------------------------- runs
-    def fork(self, role: str, plan: confine.Plan, entry: Any) -> int:
+    def fork(self, role: str, plan: confine.Plan, entry: Any, spare: bool = False) -> int:
+        """Fork a confined child running `entry`. A spare first waits (confined, holding nothing but its
+        socket on descriptor 3) for the run's descriptors, so fork and confinement happen between runs."""
         pid = os.fork()
         if pid:
             return pid
@@ -166,10 +170,11 @@ class Zygote:
             if role == "solution":
                 os.chdir(self.workdir)
             confine.apply(plan)
-            wire_event = {"ev": "confined", "layers": plan.applied}
-            solution._event(wire_event)
+            if spare:
+                _activate()
+            solution._event({"ev": "confined", "layers": plan.applied})
         except BaseException as exc:
-            if "fds" in plan.applied:                  # descriptors are arranged: 3 is our control channel
+            if "fds" in plan.applied and not spare:    # descriptors are arranged: 3 is our control channel
                 try:
                     solution._event({"ev": "confine_error", "error": str(exc)[:500]})
                 except BaseException:
@@ -181,43 +186,75 @@ class Zygote:
             os._exit(122)
         return 0
 
+    def _refill(self, roles: tuple[str, ...]) -> None:
+        """Pre-fork confined spares for the next run (the last run's roles; all children died with it)."""
+        limits = dict(self.cfg["limits"])
+        limits.pop("cpu_s", None)                # set at activation, when the run's deadline is known
+        entries = {"tester": tester.main, "solution": None}
+        for role in roles:
+            if role in self.spares:
+                continue
+            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            plan = self.plan(role, [self.devnull, self.devnull, self.devnull, b.fileno()], limits)
+            pid = self.fork(role, plan, entries[role] or solution.dispatch, spare=True)
+            b.close()
+            self.spares[role] = (pid, a)
+
+    def _start(self, role: str, fds: list[int], limits: dict, entry: Any, mode: str) -> int:
+        """Hand the run's descriptors to a spare, or fork a fresh child if there is none (or it died)."""
+        spare = self.spares.pop(role, None)
+        if spare is not None:
+            pid, sock = spare
+            try:
+                socket.send_fds(sock, [json.dumps({"mode": mode, "cpu_s": limits["cpu_s"]}).encode()], fds)
+                return pid
+            except OSError:
+                pass
+            finally:
+                sock.close()
+        return self.fork(role, self.plan(role, fds, limits), entry)
+
     def run(self, req: dict, fds: list[int]) -> dict:
         limits = req["limits"]
         named = dict(zip(req["fd_names"], fds))
         started = time.monotonic()
+        cpu0 = time.process_time()
         pids: dict[str, int] = {}
         try:
             if req["mode"] == "pair":
                 a, b = socket.socketpair()
                 try:
                     t_fds = [self.devnull, self.devnull, named["t_err"], named["t_ctl"], b.fileno()]
-                    pids["tester"] = self.fork("tester", self.plan("tester", t_fds, limits), tester.main)
+                    pids["tester"] = self._start("tester", t_fds, limits, tester.main, "pair")
                     s_fds = [self.devnull, named["s_out"], named["s_err"], named["s_ctl"], a.fileno()]
-                    pids["solution"] = self.fork("solution", self.plan("solution", s_fds, limits),
-                                                 solution.serve_calls)
+                    pids["solution"] = self._start("solution", s_fds, limits, solution.serve_calls, "pair")
                 finally:
                     a.close()
                     b.close()
             else:
                 s_fds = [named.get("s_in", self.devnull), named["s_out"], named["s_err"], named["s_ctl"]]
-                pids["solution"] = self.fork("solution", self.plan("solution", s_fds, limits), solution.run_script)
+                pids["solution"] = self._start("solution", s_fds, limits, solution.run_script, "solo")
         finally:
             for fd in fds:
                 os.close(fd)
         forked = time.monotonic()
-        self.send({"op": "started"})
         main = "tester" if req["mode"] == "pair" else "solution"
         reason, statuses = self._wait(main, pids, started + float(req["timeout_s"]))
         ended = time.monotonic()
         cleaned = self._kill_all(pids)
         for role, pid in pids.items():
             if role not in statuses:
-                statuses[role] = _wait4(pid, own_exit=False)
+                # We only ever send SIGKILL: any other end (a segfault still being torn down when the
+                # tester finished, an exit code) was the process's own.
+                st = _wait4(pid, own_exit=False)
+                st["own_exit"] = st["signal"] != signal.SIGKILL
+                statuses[role] = st
         cleaned = self._reap_all() and cleaned
-        reaped = time.monotonic()
-        self._wipe()
-        phases = {"fork": forked - started, "run": ended - forked, "reap": reaped - ended,
-                  "wipe": time.monotonic() - reaped}
+        self.spares.clear()                     # killed and reaped with everything else
+        self.last_roles = tuple(pids)
+        phases = {"fork": forked - started, "run": ended - forked, "reap": time.monotonic() - ended,
+                  "zygote_cpu": time.process_time() - cpu0}
+        # The working directory is wiped after this report is sent (see serve): nothing runs in between.
         return {"op": "done", "reason": reason, "wall_s": ended - started, "clean": cleaned, "phases": phases,
                 **statuses}
 
@@ -320,6 +357,7 @@ class Zygote:
 
     def serve(self) -> None:
         self.send(self.hello())
+        self._refill(("tester", "solution"))
         while True:
             data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 16)
             if not data:
@@ -327,6 +365,8 @@ class Zygote:
             req = json.loads(data)
             if req.get("op") == "run":
                 self.send(self.run(req, fds))
+                self._wipe()
+                self._refill(self.last_roles)
             elif req.get("op") == "exit":
                 break
             else:
@@ -343,6 +383,23 @@ class Zygote:
                     pass
             self._reap_all()
             _remove(self.workdir)
+
+
+def _activate() -> None:
+    """In a spare: receive the run's descriptors on fd 3, move them to 0..n-1, apply the CPU limit."""
+    sock = socket.socket(fileno=3)
+    data, fds, _, _ = socket.recv_fds(sock, 4096, 8)
+    if not data:
+        os._exit(0)                              # the zygote went away without using us
+    msg = json.loads(data)
+    sock.detach()
+    for i, fd in enumerate(fds):
+        os.dup2(fd, i, inheritable=i < 3)
+    os.closerange(len(fds), 1 << 16)
+    if msg.get("cpu_s"):
+        cpu = int(msg["cpu_s"])
+        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    solution.MODE = msg.get("mode", "pair")
 
 
 def _kill_everyone() -> None:
