@@ -196,7 +196,7 @@ class Sandbox:
         tol = spec.get("float_tol")
         for case in spec["cases"]:
             try:
-                res = self._attempts(worker, lambda: stdio_case(
+                res = self._attempts(worker, lambda case=case: stdio_case(
                     execute(worker, "solo", code, None, case["input"], limits), case["output"], tol, limits))
             except Fault as exc:
                 out = sandbox_error(str(exc), time.monotonic() - start, len(spec["cases"]))

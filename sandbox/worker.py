@@ -144,6 +144,11 @@ class Worker:
         data = self.ctl.recv(1 << 20)
         return json.loads(data) if data else None
 
+    def status(self) -> dict:
+        """The zygote's pid and its idle spares (pids in its own namespace). Only while no run is active."""
+        self.send({"op": "status"})
+        return self.recv(10.0) or {}
+
     def fileno(self) -> int:
         assert self.ctl is not None
         return self.ctl.fileno()

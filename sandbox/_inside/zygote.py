@@ -20,19 +20,16 @@ import json
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
-import stat
 import sys
 import tempfile
 import time
 from typing import Any
 
-from . import confine, landlock, seccomp, solution, tester
+from . import confine, landlock, procs, seccomp, solution, tester
 
 PR_SET_CHILD_SUBREAPER = 36
-MS_NOSUID, MS_NODEV = 2, 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -48,9 +45,9 @@ class Zygote:
         python_dirs = init.get("python_dirs", [])
         if self.mode == "unshare":
             for path in ("/tmp", "/var/tmp", "/dev/shm"):
-                _mount_tmpfs(path, init["tmp_mb"])
-            _expose(python_dirs)
-        if self.uids and not all(_world_usable(d) for d in python_dirs):
+                procs.mount_tmpfs(path, init["tmp_mb"])
+            procs.expose(python_dirs)
+        if self.uids and not all(procs.world_usable(d) for d in python_dirs):
             self.uids = None        # other uids could not even load the stdlib: drop capabilities instead
         self.workdir = "/tmp/w" if self.private_tmp else tempfile.mkdtemp(prefix="sbx-w-")
         self._make_workdir()
@@ -58,7 +55,7 @@ class Zygote:
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         if not self.pid1:
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
-        _set_oom_score_adj(-1000 if self.is_root else 0)
+        procs.set_oom_score_adj(-1000 if self.is_root else 0)
         _libc.prctl(confine.PR_SET_DUMPABLE, 0, 0, 0, 0)
         self.abi = landlock.abi_version() if init.get("landlock", True) else 0
         self.rulesets = self._build_rulesets() if self.abi else {}
@@ -133,7 +130,7 @@ class Zygote:
                 os.write(1, json.dumps(out).encode())
                 os._exit(0)
             os.close(w)
-            data = _read_all(r)
+            data = procs.read_all(r)
             os.close(r)
             os.waitpid(pid, 0)
             report = json.loads(data or b'{"error": "probe died", "applied": []}')
@@ -246,7 +243,7 @@ class Zygote:
             if role not in statuses:
                 # We only ever send SIGKILL: any other end (a segfault still being torn down when the
                 # tester finished, an exit code) was the process's own.
-                st = _wait4(pid, own_exit=False)
+                st = procs.wait4(pid, own_exit=False)
                 st["own_exit"] = st["signal"] != signal.SIGKILL
                 statuses[role] = st
         cleaned = self._reap_all() and cleaned
@@ -282,7 +279,7 @@ class Zygote:
                         reason = str(msg.get("reason", "killed"))
                     elif fd in pidfds and pidfds[fd][0] not in statuses:
                         role, pid = pidfds[fd]
-                        statuses[role] = _wait4(pid, own_exit=True)
+                        statuses[role] = procs.wait4(pid, own_exit=True)
                         poll.unregister(fd)
                 if reason:
                     break
@@ -293,7 +290,7 @@ class Zygote:
 
     def _kill_all(self, pids: dict[str, int]) -> bool:
         if self.pid1:
-            _kill_everyone()                  # everything in our pid namespace except ourselves
+            procs.kill_everyone()                  # everything in our pid namespace except ourselves
             return True
         for pid in pids.values():
             for kill in (os.killpg, os.kill):
@@ -315,9 +312,9 @@ class Zygote:
             except ChildProcessError:
                 return True
             if self.pid1:
-                _kill_everyone()
+                procs.kill_everyone()
             else:
-                for pid in _children():
+                for pid in procs.children():
                     try:
                         os.kill(pid, signal.SIGKILL)
                     except OSError:
@@ -335,16 +332,16 @@ class Zygote:
             for name in entries:
                 path = os.path.join(root, name)
                 if path != self.workdir:
-                    _remove(path)
+                    procs.remove(path)
         try:
             entries = os.listdir(self.workdir)
         except OSError:
             entries = None
         if entries is None or not os.path.isdir(self.workdir) or os.path.islink(self.workdir):
-            _remove(self.workdir)
+            procs.remove(self.workdir)
         else:
             for name in entries:
-                _remove(os.path.join(self.workdir, name))
+                procs.remove(os.path.join(self.workdir, name))
         self._make_workdir()
 
     # ------------------------------------------------------------------------------------- messaging
@@ -367,6 +364,8 @@ class Zygote:
                 self.send(self.run(req, fds))
                 self._wipe()
                 self._refill(self.last_roles)
+            elif req.get("op") == "status":          # for tests: which of our children are spares
+                self.send({"op": "status", "pid": os.getpid(), "spares": [p for p, _ in self.spares.values()]})
             elif req.get("op") == "exit":
                 break
             else:
@@ -376,13 +375,13 @@ class Zygote:
 
     def shutdown(self) -> None:
         if not self.pid1:
-            for pid in _children():
+            for pid in procs.children():
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
             self._reap_all()
-            _remove(self.workdir)
+            procs.remove(self.workdir)
 
 
 def _activate() -> None:
@@ -400,141 +399,6 @@ def _activate() -> None:
         cpu = int(msg["cpu_s"])
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     solution.MODE = msg.get("mode", "pair")
-
-
-def _kill_everyone() -> None:
-    """kill(-1) from pid 1 of a pid namespace: every other process in it. Never called outside one."""
-    assert os.getpid() == 1
-    try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:          # nobody left
-        pass
-
-
-def _wait4(pid: int, own_exit: bool) -> dict:
-    _, status, ru = os.wait4(pid, 0)
-    return {"own_exit": own_exit,
-            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}
-
-
-def _children() -> list[int]:
-    me = os.getpid()
-    try:
-        with open(f"/proc/{me}/task/{me}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        pass
-    out = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
-                        out.append(int(entry))
-            except (OSError, IndexError, ValueError):
-                pass
-    return out
-
-
-def _remove(path: str) -> None:
-    def onerror(func: Any, p: str, exc: Any) -> None:
-        try:                                   # a directory the program made unreadable: reopen and retry
-            os.chmod(os.path.dirname(p) or ".", stat.S_IRWXU)
-            os.chmod(p, stat.S_IRWXU)
-            if os.path.isdir(p) and not os.path.islink(p):
-                shutil.rmtree(p, ignore_errors=True)
-            else:
-                os.unlink(p)
-        except OSError:
-            pass
-    try:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, onerror=onerror)
-        else:
-            os.unlink(path)
-    except OSError:
-        pass
-
-
-def _world_usable(path: str) -> bool:
-    """Whether any uid can traverse every ancestor of `path` and read it."""
-    parts = path.strip("/").split("/")
-    for i in range(len(parts)):
-        try:
-            mode = os.stat("/" + "/".join(parts[:i + 1])).st_mode
-        except OSError:
-            return False
-        if not mode & 0o001 or (i == len(parts) - 1 and not mode & 0o004):
-            return False
-    return True
-
-
-def _closed_ancestor(path: str) -> str | None:
-    parts = path.strip("/").split("/")[:-1]
-    for i in range(len(parts)):
-        parent = "/" + "/".join(parts[:i + 1])
-        if not os.stat(parent).st_mode & 0o001:
-            return parent
-    return None
-
-
-def _mount(src: str | None, dst: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    if _libc.mount(src.encode() if src else None, dst.encode(), fstype.encode() if fstype else None, flags,
-                   data.encode() if data else None) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount {src} on {dst}: {os.strerror(err)}")
-
-
-def _expose(dirs: list[str]) -> None:
-    """In our own mount namespace: when a directory the interpreter needs sits under one other users cannot
-    traverse (a pyenv in a 0700 /root), cover that ancestor with an empty tmpfs and bind the directory back,
-    read-only. As a side effect the rest of that ancestor (root's home) disappears from the sandbox."""
-    MS_BIND, MS_REC, MS_MOVE, MS_REMOUNT, MS_RDONLY = 4096, 16384, 8192, 32, 1
-    blocked: dict[str, list[str]] = {}
-    for d in dirs:
-        top = _closed_ancestor(d)
-        if top:
-            blocked.setdefault(top, []).append(d)
-    for top, paths in blocked.items():
-        staged = []
-        for i, d in enumerate(paths):
-            stage = f"/tmp/.sbx-stage-{i}"
-            os.makedirs(stage, exist_ok=True)
-            _mount(d, stage, None, MS_BIND | MS_REC)
-            staged.append((stage, d))
-        _mount("tmpfs", top, "tmpfs", MS_NOSUID | MS_NODEV, "mode=755,size=1m")
-        for stage, d in staged:
-            os.makedirs(d, mode=0o755, exist_ok=True)
-            _mount(stage, d, None, MS_MOVE)
-            _mount(None, d, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
-            os.rmdir(stage)
-
-
-def _mount_tmpfs(path: str, size_mb: int) -> None:
-    os.makedirs(path, exist_ok=True)
-    opts = f"size={size_mb}m,mode=1777".encode()
-    if _libc.mount(b"tmpfs", path.encode(), b"tmpfs", MS_NOSUID | MS_NODEV, opts) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"mount tmpfs on {path}: {os.strerror(err)}")
-
-
-def _set_oom_score_adj(value: int) -> None:
-    try:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(value))
-    except OSError:
-        pass
-
-
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _effects() -> dict:

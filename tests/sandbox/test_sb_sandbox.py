@@ -4,12 +4,11 @@ from __future__ import annotations
 import os
 import signal
 import threading
-import time
 import warnings
 
 import pytest
 
-from sandbox import Limits, Sandbox, SandboxUnavailable, SandboxWarning
+from sandbox import Sandbox, SandboxUnavailable, SandboxWarning
 from sandbox.host import detect
 
 ADD = "def add(a, b):\n    return a + b\n"
