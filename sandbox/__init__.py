@@ -7,9 +7,9 @@
 
 Standard library only; optional OS features (bubblewrap, Landlock, seccomp, cgroups) are used when present.
 Design: a pool of pre-started zygote processes (clean environment, stdlib pre-imported, no tests and no
-secrets in memory) fork one confined child per execution. Function tests (assert / call) run in a *separate*
-tester process that calls the solution over a pipe and receives plain data only; stdin/stdout outputs are
-compared by the supervisor. See docs/sandbox.md for usage, normalisation rules and measurements.
+secrets in memory) fork confined children for each execution (ahead of time, as idle spares). Function
+tests (assert / call) run in a *separate* tester process that calls the solution over a pipe and receives
+plain data only; stdin/stdout outputs are compared by the supervisor. See docs/sandbox.md for usage, normalisation rules and measurements.
 
 Threat model
 ============
@@ -17,7 +17,7 @@ The adversary is the program under test: model-generated code optimised by RL ag
 will try anything that raises the reward, and it may be malicious by accident or by design. It runs as
 Python source with the full standard library, ctypes included.
 
-Defended (each item is exercised by tests/sandbox/test_hostile.py):
+Defended (each item is exercised by tests/sandbox/test_sb_hostile_*.py, run by scripts/test_hostile.sh):
 - Forged verdicts. The verdict never comes from an exit code or from what the program prints. Tests run in
   another process; the solution's return values cross a pipe as plain data (tuples, lists, dicts, numbers,
   strings, ...) decoded into exact built-in types, so `__eq__`/`__hash__` overrides, patched builtins or

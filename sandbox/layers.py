@@ -68,8 +68,9 @@ def missing_layers(layers: dict) -> dict[str, str]:
     if not layers["mount_ns"] or not layers["private_tmp"]:
         out["mount_ns"] = "no private mount namespace: /tmp and /dev/shm are the host's"
     if not layers["uid_drop"]:
-        out["uid_drop"] = ("not root: solution, tester and zygote share one uid; Landlock scoping, seccomp and "
-                           "non-dumpable processes keep the solution away from the others")
+        out["uid_drop"] = ("solution, tester and zygote share one uid (not root, or the interpreter is not readable "
+                           "by other uids); Landlock scoping, seccomp and non-dumpable processes keep the solution "
+                           "away from the others")
     if not layers["landlock"]:
         out["landlock"] = "no Landlock: file access is limited only by the namespaces and permissions"
     elif not layers["landlock_scope"]:
