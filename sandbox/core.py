@@ -172,15 +172,17 @@ class Sandbox:
         """Call fn() on a live worker; on a sandbox fault restart the worker and retry."""
         last = "unknown"
         for _ in range(self.retries + 1):
+            if self._closed:
+                raise Fault("the sandbox was closed during the run")
             try:
                 self._ensure(worker)
                 return fn()
-            except (Fault, WorkerError) as exc:
+            except (Fault, WorkerError, RuntimeError) as exc:   # RuntimeError: spawner shut down by close()
                 last = str(exc)
                 log.warning("sandbox fault on worker %d: %s", worker.index, last)
                 try:
                     worker.restart()
-                except (WorkerError, OSError) as restart_exc:
+                except (WorkerError, OSError, RuntimeError) as restart_exc:
                     last += f"; restart failed: {restart_exc}"
         raise Fault(last)
 

@@ -24,6 +24,7 @@ import importlib
 import marshal
 import math
 import os
+import sys
 from typing import Any
 
 from . import wire
@@ -175,6 +176,18 @@ def _names(code: Any) -> set[str]:
     return names
 
 
+# The solution names the modules it imported, so the tester imports them itself; it must not be able to make
+# the tester run an arbitrary module's top-level code (unittest.__main__ would exit, antigravity opens a browser).
+_NO_IMPORT = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc", "venv",
+              "ensurepip", "lib2to3", "__hello__", "__phello__", "test", "unittest", "doctest", "pdb", "code"}
+
+
+def _importable(module: str) -> bool:
+    parts = module.split(".")
+    return (parts[0] in getattr(sys, "stdlib_module_names", ()) and parts[0] not in _NO_IMPORT
+            and all(p.isidentifier() and not p.startswith("__") for p in parts))
+
+
 def _bind_solution_names(tester: Tester, ns: dict, table: dict, needed: set[str], entry_points: list) -> None:
     # Built-in names keep their built-in meaning: a solution that defines its own `set` must not decide what
     # the tests' `set(f(x)) == set(expected)` computes (a constant `set` would pass it). Only names listed
@@ -188,10 +201,10 @@ def _bind_solution_names(tester: Tester, ns: dict, table: dict, needed: set[str]
         kind = str(table[name])
         if kind == "callable":
             ns[name] = Proxy(tester, name)
-        elif kind.startswith("module:"):
+        elif kind.startswith("module:") and _importable(kind[len("module:"):]):
             try:
                 ns[name] = importlib.import_module(kind[len("module:"):])
-            except Exception:
+            except BaseException:                 # e.g. SystemExit from a module's import
                 pass
         elif kind == "data":
             try:

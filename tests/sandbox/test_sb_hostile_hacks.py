@@ -85,6 +85,19 @@ def test_hack_cannot_shadow_builtins_used_by_tests(hostile):
     assert res.n_passed == 0
 
 
+def test_forged_globals_table_cannot_steer_the_tester(hostile):
+    # The solution claims its `math` is `unittest.__main__` (importing that would exit the tester) and
+    # rewrites the table its runner reports; neither may pass a test or cause a sandbox error.
+    code = ("import sys, types\nmath = types.ModuleType('unittest.__main__')\n"
+            "runner = sys.modules.get('_inside.solution')\n"
+            "if runner:\n    runner._globals_table = lambda ns: {'add': 'callable', 'math': 'module:unittest.__main__',"
+            " 'check': 'module:antigravity', 'sorted': 'callable'}\ndef add(a, b):\n    return 0\n")
+    res = hostile.run(code, {"kind": "assert", "source": "assert add(1, 2) == 3\nassert math.sqrt(4) == 2\n"
+                                                        "assert sorted([2, 1]) == [1, 2]\n"})
+    assert res.status == "failed" and res.n_passed == 1, res.details
+    assert res.details["tests"][2]["ok"] is True
+
+
 def test_stdio_hacks_do_not_pass(hostile):
     tests = {"kind": "stdio", "cases": [{"input": "3\n", "output": "1\n2\n3\n"}]}
     for code in ("print(1)\n", "print('1\\n2')\n", "print('passed')\nimport sys\nsys.exit(0)\n",
