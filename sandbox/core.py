@@ -113,8 +113,9 @@ class Sandbox:
         """Run `code` against `tests` (see `validate_tests`). Bad input raises ValueError."""
         if not isinstance(code, str):
             raise ValueError(f"code must be a string, got {type(code).__name__}")
-        spec = validate_tests(tests)
-        limits = self.limits.with_timeout(timeout_s)
+        return self._run_checked(code, validate_tests(tests), self.limits.with_timeout(timeout_s))
+
+    def _run_checked(self, code: str, spec: dict, limits: Limits) -> ExecResult:
         worker = self._acquire()
         try:
             return self._run_on(worker, code, spec, limits)
@@ -125,14 +126,43 @@ class Sandbox:
         """Run many (code, tests) pairs in parallel over the workers; results in input order.
 
         Every item is validated first, so a bad item raises ValueError (naming its index) before anything
-        runs. Safe to call from several threads at once."""
+        runs. stdin/stdout items are split into their cases, which spread over the workers like separate
+        jobs (after a case times out, that item's cases not yet started are skipped). Safe to call from
+        several threads at once."""
         items = list(items)
+        specs = []
         for i, item in enumerate(items):
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str)):
                 raise ValueError(f"items[{i}] must be a (code: str, tests: dict) pair")
-            validate_tests(item[1], where=f"items[{i}].tests")
+            specs.append(validate_tests(item[1], where=f"items[{i}].tests"))
+        limits = self.limits.with_timeout(timeout_s)
+        jobs = [(i, k) for i, spec in enumerate(specs)
+                for k in (range(len(spec["cases"])) if spec["kind"] == "stdio" else [None])]
+        batch = _StdioBatch(len(items))
         pool = self._executor()
-        return list(pool.map(lambda it: self.run(it[0], it[1], timeout_s=timeout_s), items))
+        done = list(pool.map(lambda job: self._job(items[job[0]][0], specs[job[0]], job, limits, batch), jobs))
+        out: list[ExecResult | None] = [None] * len(items)
+        for (i, k), res in zip(jobs, done):
+            if k is None:
+                out[i] = res
+        for i, spec in enumerate(specs):
+            if spec["kind"] == "stdio":
+                out[i] = batch.result(i, len(spec["cases"]))
+        return out  # type: ignore[return-value]
+
+    def _job(self, code: str, spec: dict, job: tuple[int, int | None], limits: Limits,
+             batch: "_StdioBatch") -> ExecResult | None:
+        i, k = job
+        if k is None:
+            return self._run_checked(code, spec, limits)
+        if batch.stopped(i):
+            return None
+        worker = self._acquire()
+        try:
+            batch.add(i, k, self._stdio_case(worker, code, spec["cases"][k], spec.get("float_tol"), limits))
+        finally:
+            self._free.put(worker)
+        return None
 
     def close(self) -> None:
         with self._lock:
@@ -195,19 +225,59 @@ class Sandbox:
             except Fault as exc:
                 return sandbox_error(str(exc), time.monotonic() - start)
         cases: list[CaseResult] = []
-        tol = spec.get("float_tol")
         for case in spec["cases"]:
-            try:
-                res = self._attempts(worker, lambda case=case: stdio_case(
-                    execute(worker, "solo", code, None, case["input"], limits), case["output"], tol, limits))
-            except Fault as exc:
-                out = sandbox_error(str(exc), time.monotonic() - start, len(spec["cases"]))
+            res = self._stdio_case(worker, code, case, spec.get("float_tol"), limits)
+            if isinstance(res, Fault):
+                out = sandbox_error(str(res), time.monotonic() - start, len(spec["cases"]))
                 out.n_passed = sum(c.status == "passed" for c in cases)
                 return out
             cases.append(res)
             if res.status == TIMEOUT:      # the rest would most likely time out too: stop paying for them
                 break
         return stdio_result(cases, len(spec["cases"]), time.monotonic() - start)
+
+    def _stdio_case(self, worker: Worker, code: str, case: dict, tol: float | None,
+                    limits: Limits) -> CaseResult | Fault:
+        try:
+            return self._attempts(worker, lambda: stdio_case(
+                execute(worker, "solo", code, None, case["input"], limits), case["output"], tol, limits))
+        except Fault as exc:
+            return exc
+
+
+class _StdioBatch:
+    """Case results of the stdin/stdout items of one `run_batch`, gathered from several workers."""
+
+    def __init__(self, n_items: int) -> None:
+        self.lock = threading.Lock()
+        self.cases: list[dict[int, CaseResult | Fault]] = [{} for _ in range(n_items)]
+        self.first: list[float | None] = [None] * n_items
+        self.last: list[float] = [0.0] * n_items
+        self.halted = [False] * n_items
+
+    def stopped(self, i: int) -> bool:
+        with self.lock:
+            if self.first[i] is None:
+                self.first[i] = time.monotonic()
+            return self.halted[i]
+
+    def add(self, i: int, k: int, res: CaseResult | Fault) -> None:
+        with self.lock:
+            self.cases[i][k] = res
+            self.last[i] = time.monotonic()
+            if isinstance(res, Fault) or res.status == TIMEOUT:
+                self.halted[i] = True
+
+    def result(self, i: int, n_total: int) -> ExecResult:
+        got = [self.cases[i][k] for k in sorted(self.cases[i])]
+        duration = self.last[i] - (self.first[i] or self.last[i])
+        faults = [r for r in got if isinstance(r, Fault)]
+        if faults:
+            out = sandbox_error(str(faults[0]), duration, n_total)
+            out.n_passed = sum(not isinstance(r, Fault) and r.status == "passed" for r in got)
+            return out
+        indices = sorted(self.cases[i])               # cases skipped after a timeout are missing
+        return stdio_result(got, n_total, duration, indices)  # type: ignore[arg-type]
 
 
 def _close_workers(workers: list[Worker], spawner: ThreadPoolExecutor) -> None:

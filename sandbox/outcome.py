@@ -183,13 +183,17 @@ def stdio_case(raw: Raw, expected: str, float_tol: float | None, limits: Limits)
     return CaseResult(status, why or status, signame, **base)
 
 
-def stdio_result(cases: list[CaseResult], n_total: int, duration_s: float) -> ExecResult:
+def stdio_result(cases: list[CaseResult], n_total: int, duration_s: float,
+                 indices: list[int] | None = None) -> ExecResult:
+    """Aggregate case results (in case order; `indices` names the cases when some were skipped)."""
+    indices = list(range(len(cases))) if indices is None else indices
     n_passed = sum(c.status == PASSED for c in cases)
     first_bad = next((c for c in cases if c.status != PASSED), None)
     status = PASSED if n_passed == n_total else (first_bad.status if first_bad else FAILED)
     shown = first_bad or (cases[-1] if cases else CaseResult(FAILED))
-    details: dict = {"tests": [{"ok": c.status == PASSED, "status": c.status,
-                                **({"error": c.error} if c.error else {})} for c in cases[:MAX_TEST_DETAILS]]}
+    details: dict = {"tests": [{"case": k, "ok": c.status == PASSED, "status": c.status,
+                                **({"error": c.error} if c.error else {})}
+                               for k, c in list(zip(indices, cases))[:MAX_TEST_DETAILS]]}
     if len(cases) < n_total:
         details["skipped"] = n_total - len(cases)
     if shown.signal:

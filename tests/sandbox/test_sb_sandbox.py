@@ -201,3 +201,18 @@ def test_close_is_idempotent_and_final(make_sandbox):
     box.close()
     with pytest.raises(RuntimeError, match="closed"):
         box.run(ADD, {"kind": "assert", "source": "pass"})
+
+
+def test_run_batch_spreads_stdio_cases_and_keeps_semantics(sb):
+    code = "n = int(input())\nif n == 3:\n    while True:\n        pass\nprint(n * 2)\n"
+    cases = [{"input": f"{n}\n", "output": f"{2 * n}\n"} for n in range(6)]
+    wrong = [{"input": "1\n", "output": "3\n"}, {"input": "2\n", "output": "4\n"}]
+    res_batch = sb.run_batch([(code, {"kind": "stdio", "cases": cases[:3]}), (code, {"kind": "stdio", "cases": wrong}),
+                              (code, {"kind": "stdio", "cases": cases})], timeout_s=1.0)
+    assert [(r.status, r.n_passed, r.n_total) for r in res_batch[:2]] == [("passed", 3, 3), ("failed", 1, 2)]
+    assert [t["case"] for t in res_batch[1].details["tests"]] == [0, 1]
+    timed = res_batch[2]
+    assert timed.status == "timeout" and timed.n_total == 6 and timed.n_passed >= 3
+    assert next(t for t in timed.details["tests"] if t["case"] == 3)["status"] == "timeout"
+    assert sb.run(code, {"kind": "stdio", "cases": cases[:3]}).details["tests"][2] == \
+        {"case": 2, "ok": True, "status": "passed"}
