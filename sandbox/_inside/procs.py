@@ -14,13 +14,25 @@ MS_NOSUID, MS_NODEV = 2, 4
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
-def kill_everyone() -> None:
-    """kill(-1) from pid 1 of a pid namespace: every other process in it. Never called outside one."""
+def kill_all_except(keep: set[int]) -> None:
+    """From pid 1 of a pid namespace: stop every process at once (no more forks), SIGKILL all but `keep`
+    (found through our own /proc), then let `keep` continue. Never called outside such a namespace."""
     assert os.getpid() == 1
     try:
-        os.kill(-1, signal.SIGKILL)
-    except ProcessLookupError:          # nobody left
-        pass
+        os.kill(-1, signal.SIGSTOP)
+    except ProcessLookupError:
+        return
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != 1 and int(entry) not in keep:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+            except OSError:
+                pass
+    for pid in keep:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except OSError:
+            pass
 
 
 def wait4(pid: int, own_exit: bool) -> dict:

@@ -21,15 +21,19 @@ import ast
 import base64
 import builtins
 import importlib
+import json
 import marshal
 import math
 import os
+import socket
 import sys
+import time
 from typing import Any
 
 from . import wire
 
 CTL, PEER = 3, 4
+RUNS_PER_TESTER = 64      # the zygote replaces its long-lived tester after this many runs
 _EXC_TYPES = {name: obj for name, obj in vars(builtins).items()
               if isinstance(obj, type) and issubclass(obj, Exception)}
 
@@ -323,9 +327,9 @@ def _short(v: Any) -> str:
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-def main() -> None:
-    """Entry point in the forked, confined tester process."""
-    code = 0
+def run_once() -> int:
+    """One test run on descriptors 2 (stderr), 3 (reports) and 4 (the solution). 0, or 3 after an internal
+    error (reported as such: a bug here is a sandbox fault, never a failed test)."""
     try:
         spec = wire.read_frame(CTL, 1 << 30)
         tester = Tester(int(spec.get("max_message_bytes", 4 << 20)))
@@ -338,10 +342,48 @@ def main() -> None:
             wire.write_frame(PEER, {"t": "bye"})
         except OSError:
             pass
-    except BaseException as exc:          # a bug here is a sandbox fault, reported as such
-        code = 3
+        return 0
+    except BaseException as exc:
         try:
             wire.write_frame(CTL, {"internal_error": f"{type(exc).__name__}: {exc}"})
-        except Exception:
+        except BaseException:
             pass
-    os._exit(code)
+        return 3
+
+
+def main() -> None:
+    """Entry point of a tester forked for a single run."""
+    os._exit(run_once())
+
+
+def serve(sock_fd: int, layers: list) -> None:
+    """The long-lived tester of a worker. For each run the zygote sends the run's descriptors (stderr,
+    report channel, solution channel) on `sock_fd`; every run gets fresh namespaces, and afterwards the
+    built-ins and the set of imported modules are restored, so one run's tests cannot shape the next's.
+    It answers with the run's exit code and CPU time. Forking a tester per run costs as much CPU as the
+    solution's own process; the zygote replaces this one every RUNS_PER_TESTER runs and after any abnormal
+    run, which bounds what a test that changes a module's attributes can leave behind."""
+    sock = socket.socket(fileno=sock_fd)
+    devnull = os.open(os.devnull, os.O_RDWR)
+    b = vars(builtins)
+    saved_builtins, saved_modules = dict(b), set(sys.modules)
+    while True:
+        data, fds, _, _ = socket.recv_fds(sock, 4096, 4)
+        if not data or len(fds) != 3:
+            os._exit(0)
+        for target, fd in zip((2, CTL, PEER), fds):
+            os.dup2(fd, target)
+            os.close(fd)
+        cpu0 = time.process_time()
+        wire.write_frame(CTL, {"ev": "confined", "layers": layers})
+        code = run_once()
+        for target in (PEER, CTL, 2):
+            os.dup2(devnull, target)
+        for name in [k for k in b if k not in saved_builtins]:
+            del b[name]
+        for name, value in saved_builtins.items():
+            if b.get(name) is not value:
+                b[name] = value
+        for name in [m for m in sys.modules if m not in saved_modules]:
+            del sys.modules[name]
+        sock.send(json.dumps({"code": code, "cpu_s": time.process_time() - cpu0}).encode())

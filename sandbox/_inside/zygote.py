@@ -74,7 +74,9 @@ class Zygote:
         gc.collect()
         gc.freeze()
         self.spares: dict[str, tuple[int, socket.socket]] = {}
-        self.last_roles: tuple[str, ...] = ("tester", "solution")
+        self.last_roles: tuple[str, ...] = ("solution",)
+        self.t0: tuple[int, socket.socket] | None = None      # the long-lived tester (tester.serve)
+        self.t0_runs = 0
 
     # ----------------------------------------------------------------------------------------- setup
     def _make_workdir(self) -> None:
@@ -184,18 +186,45 @@ class Zygote:
         return 0
 
     def _refill(self, roles: tuple[str, ...]) -> None:
-        """Pre-fork confined spares for the next run (the last run's roles; all children died with it)."""
+        """Between runs: a confined spare solution process, and the long-lived tester if it is gone."""
         limits = dict(self.cfg["limits"])
         limits.pop("cpu_s", None)                # set at activation, when the run's deadline is known
-        entries = {"tester": tester.main, "solution": None}
+        if self.t0 is None:
+            self._spawn_tester(limits)
         for role in roles:
-            if role in self.spares:
+            if role in self.spares or role != "solution":
                 continue
             a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             plan = self.plan(role, [self.devnull, self.devnull, self.devnull, b.fileno()], limits)
-            pid = self.fork(role, plan, entries[role] or solution.dispatch, spare=True)
+            pid = self.fork(role, plan, solution.dispatch, spare=True)
             b.close()
             self.spares[role] = (pid, a)
+
+    def _spawn_tester(self, limits: dict) -> None:
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        plan = self.plan("tester", [self.devnull] * 5 + [b.fileno()], limits)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                confine.apply(plan)
+            except BaseException:
+                os._exit(121)
+            try:
+                tester.serve(5, plan.applied)
+            finally:
+                os._exit(122)
+        b.close()
+        self.t0, self.t0_runs = (pid, a), 0
+
+    def _retire_tester(self) -> None:
+        if self.t0 is not None:
+            pid, sock = self.t0
+            sock.close()
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+            self.t0 = None
 
     def _start(self, role: str, fds: list[int], limits: dict, entry: Any, mode: str) -> int:
         """Hand the run's descriptors to a spare, or fork a fresh child if there is none (or it died)."""
@@ -217,12 +246,15 @@ class Zygote:
         started = time.monotonic()
         cpu0 = time.process_time()
         pids: dict[str, int] = {}
+        t0 = None
         try:
             if req["mode"] == "pair":
                 a, b = socket.socketpair()
                 try:
-                    t_fds = [self.devnull, self.devnull, named["t_err"], named["t_ctl"], b.fileno()]
-                    pids["tester"] = self._start("tester", t_fds, limits, tester.main, "pair")
+                    t0 = self._hand_to_tester([named["t_err"], named["t_ctl"], b.fileno()])
+                    if t0 is None:                  # no long-lived tester: fork one for this run
+                        t_fds = [self.devnull, self.devnull, named["t_err"], named["t_ctl"], b.fileno()]
+                        pids["tester"] = self._start("tester", t_fds, limits, tester.main, "pair")
                     s_fds = [self.devnull, named["s_out"], named["s_err"], named["s_ctl"], a.fileno()]
                     pids["solution"] = self._start("solution", s_fds, limits, solution.serve_calls, "pair")
                 finally:
@@ -236,9 +268,13 @@ class Zygote:
                 os.close(fd)
         forked = time.monotonic()
         main = "tester" if req["mode"] == "pair" else "solution"
-        reason, statuses = self._wait(main, pids, started + float(req["timeout_s"]))
+        reason, statuses = self._wait(main, pids, t0, started + float(req["timeout_s"]))
         ended = time.monotonic()
-        cleaned = self._kill_all(pids)
+        if t0 is not None and (reason or statuses.get("tester", {}).get("code") != 0
+                               or self.t0_runs >= tester.RUNS_PER_TESTER):
+            self._retire_tester()               # mid-test at a deadline, in trouble, or simply old
+        keep = {self.t0[0]} if self.t0 else set()
+        self._kill_all(pids, keep)
         for role, pid in pids.items():
             if role not in statuses:
                 # We only ever send SIGKILL: any other end (a segfault still being torn down when the
@@ -246,23 +282,39 @@ class Zygote:
                 st = procs.wait4(pid, own_exit=False)
                 st["own_exit"] = st["signal"] != signal.SIGKILL
                 statuses[role] = st
-        cleaned = self._reap_all() and cleaned
+        cleaned = self._reap_all(keep)
         self.spares.clear()                     # killed and reaped with everything else
-        self.last_roles = tuple(pids)
+        self.last_roles = ("solution",)
         phases = {"fork": forked - started, "run": ended - forked, "reap": time.monotonic() - ended,
                   "zygote_cpu": time.process_time() - cpu0}
         # The working directory is wiped after this report is sent (see serve): nothing runs in between.
         return {"op": "done", "reason": reason, "wall_s": ended - started, "clean": cleaned, "phases": phases,
                 **statuses}
 
-    def _wait(self, main: str, pids: dict[str, int], deadline: float) -> tuple[str | None, dict]:
+    def _hand_to_tester(self, fds: list[int]) -> tuple[int, socket.socket] | None:
+        if self.t0 is None:
+            return None
+        try:
+            socket.send_fds(self.t0[1], [b"run"], fds)
+        except OSError:
+            self._retire_tester()
+            return None
+        self.t0_runs += 1
+        return self.t0
+
+    def _wait(self, main: str, pids: dict[str, int], t0: tuple[int, socket.socket] | None,
+              deadline: float) -> tuple[str | None, dict]:
+        """Until `main` ends (for the long-lived tester: reports its run), the deadline, or a kill request."""
         poll = select.poll()
         poll.register(self.ctl.fileno(), select.POLLIN)
         pidfds = {}
-        for role, pid in pids.items():
+        watched = dict(pids, **({"tester": t0[0]} if t0 else {}))
+        for role, pid in watched.items():
             fd = os.pidfd_open(pid)
             pidfds[fd] = (role, pid)
             poll.register(fd, select.POLLIN)
+        if t0:
+            poll.register(t0[1].fileno(), select.POLLIN)
         statuses: dict[str, dict] = {}
         reason = None
         try:
@@ -277,9 +329,14 @@ class Zygote:
                         if msg is None:
                             raise SystemExit(0)
                         reason = str(msg.get("reason", "killed"))
+                    elif t0 and fd == t0[1].fileno() and "tester" not in statuses:
+                        statuses["tester"] = _tester_report(t0[1].recv(4096))
+                        poll.unregister(fd)
                     elif fd in pidfds and pidfds[fd][0] not in statuses:
                         role, pid = pidfds[fd]
                         statuses[role] = procs.wait4(pid, own_exit=True)
+                        if t0 and pid == t0[0]:
+                            self.t0 = None          # the long-lived tester died: reaped here
                         poll.unregister(fd)
                 if reason:
                     break
@@ -288,20 +345,22 @@ class Zygote:
                 os.close(fd)
         return reason, statuses
 
-    def _kill_all(self, pids: dict[str, int]) -> bool:
+    def _kill_all(self, pids: dict[str, int], keep: set[int]) -> None:
+        """Kill everything the run started; `keep` (the long-lived tester) survives."""
         if self.pid1:
-            procs.kill_everyone()                  # everything in our pid namespace except ourselves
-            return True
+            procs.kill_all_except(keep)       # everything else in our pid namespace
+            return
         for pid in pids.values():
+            if pid in keep:
+                continue
             for kill in (os.killpg, os.kill):
                 try:
                     kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-        return True
 
-    def _reap_all(self) -> bool:
-        """Reap every child (orphans are re-parented to us as pid 1 or subreaper); kill stragglers."""
+    def _reap_all(self, keep: set[int]) -> bool:
+        """Reap every child but `keep` (orphans are re-parented to us as pid 1 or subreaper); kill stragglers."""
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
             try:
@@ -309,16 +368,19 @@ class Zygote:
                     pid, _ = os.waitpid(-1, os.WNOHANG)
                     if pid == 0:
                         break
+                    if self.t0 and pid == self.t0[0]:
+                        self._retire_tester()
+                        keep = set()
             except ChildProcessError:
                 return True
-            if self.pid1:
-                procs.kill_everyone()
-            else:
-                for pid in procs.children():
-                    try:
-                        os.kill(pid, signal.SIGKILL)
-                    except OSError:
-                        pass
+            left = [pid for pid in procs.children() if pid not in keep]
+            if not left:
+                return True
+            for pid in left:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
             time.sleep(0.001)
         return False
 
@@ -354,7 +416,7 @@ class Zygote:
 
     def serve(self) -> None:
         self.send(self.hello())
-        self._refill(("tester", "solution"))
+        self._refill(("solution",))
         while True:
             data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 16)
             if not data:
@@ -365,7 +427,8 @@ class Zygote:
                 self._wipe()
                 self._refill(self.last_roles)
             elif req.get("op") == "status":          # for tests: which of our children are spares
-                self.send({"op": "status", "pid": os.getpid(), "spares": [p for p, _ in self.spares.values()]})
+                spares = [p for p, _ in self.spares.values()] + ([self.t0[0]] if self.t0 else [])
+                self.send({"op": "status", "pid": os.getpid(), "spares": spares})
             elif req.get("op") == "exit":
                 break
             else:
@@ -380,7 +443,7 @@ class Zygote:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
                     pass
-            self._reap_all()
+            self._reap_all(set())
             procs.remove(self.workdir)
 
 
@@ -399,6 +462,16 @@ def _activate() -> None:
         cpu = int(msg["cpu_s"])
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     solution.MODE = msg.get("mode", "pair")
+
+
+def _tester_report(data: bytes) -> dict:
+    """The long-lived tester's end-of-run message, as a wait status."""
+    try:
+        msg = json.loads(data) if data else {}
+    except ValueError:
+        msg = {}
+    return {"own_exit": True, "code": int(msg.get("code", 3)) if msg else 3, "signal": None,
+            "cpu_s": float(msg.get("cpu_s", 0.0)), "maxrss_kb": 0}
 
 
 def _effects() -> dict:

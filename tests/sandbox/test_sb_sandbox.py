@@ -216,3 +216,19 @@ def test_run_batch_spreads_stdio_cases_and_keeps_semantics(sb):
     assert next(t for t in timed.details["tests"] if t["case"] == 3)["status"] == "timeout"
     assert sb.run(code, {"kind": "stdio", "cases": cases[:3]}).details["tests"][2] == \
         {"case": 2, "ok": True, "status": "passed"}
+
+
+def test_long_lived_tester_starts_each_run_clean(make_sandbox):
+    box = make_sandbox(workers=1)
+    messy = ("import builtins, sys\nbuiltins.abs = lambda x: -1\nbuiltins.sbx_leftover = 1\n"
+             "sys.modules['sbx_fake'] = sys\nimport csv\nassert f() == 1\n")
+    assert box.run("def f():\n    return 1\n", {"kind": "assert", "source": messy}).passed
+    check = ("import builtins, sys\nassert abs(-2) == 2\nassert not hasattr(builtins, 'sbx_leftover')\n"
+             "assert 'sbx_fake' not in sys.modules\nassert f() == 1\n")
+    res = box.run("def f():\n    return 1\n", {"kind": "assert", "source": check})
+    assert res.passed, res.details
+    # a run that times out mid-test retires the tester; the next run gets a fresh one
+    slow = box.run("def f():\n    return 1\n", {"kind": "assert", "source": "while True:\n    pass\nassert f()\n"},
+                   timeout_s=0.5)
+    assert slow.status == "timeout"
+    assert box.run("def f():\n    return 1\n", {"kind": "assert", "source": check}).passed
