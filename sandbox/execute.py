@@ -6,6 +6,7 @@ Interpretation (statuses, verdicts) is in `outcome.py`; this module only moves b
 """
 from __future__ import annotations
 
+import functools
 import json
 import os
 import socket
@@ -119,7 +120,9 @@ class _Execution:
                 socket_pair("t_ctl")
                 pipe("t_err", child_reads=False)
             self.pump.own(*mine.values())
-            self.oom_before = self.worker.cgroups.oom_kills() if self.worker.cgroups else None
+            # Nothing runs in a worker between two runs, so its OOM counter after the previous run is the
+            # counter before this one (one read per run instead of two).
+            self.oom_before = self.worker.oom_count if self.worker.cgroups else None
             self.worker.send({"op": "run", "mode": mode, "fd_names": names, "limits": self.limits.for_zygote(),
                               "timeout_s": self.limits.timeout_s}, child)
         finally:
@@ -132,7 +135,7 @@ class _Execution:
         if mode == "solo":
             self.pump.write(mine["s_in"], (stdin or "").encode("utf-8"), close_after=True)
         else:
-            self.pump.write(mine["t_ctl"], wire.pack(tester_payload(spec or {}, self.limits)))
+            self.pump.write(mine["t_ctl"], _packed_payload(json.dumps(spec, sort_keys=True), self.limits))
             self.pump.read(mine["t_ctl"], self.on_tester)
             self.pump.read(mine["t_err"], self.on_tester_stderr)
         self.pump.borrow(self.worker.fileno())
@@ -154,9 +157,16 @@ class _Execution:
             else:
                 wait = backstop - now
             self.pump.poll(min(wait, 0.5))
-        if self.worker.cgroups and self.oom_before is not None:
+        if self.worker.cgroups:
             after = self.worker.cgroups.oom_kills()
-            self.raw.oom = after is not None and after > self.oom_before
+            self.raw.oom = after is not None and self.oom_before is not None and after > self.oom_before
+            self.worker.oom_count = after
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed_payload(spec_json: str, limits: Limits) -> bytes:
+    """The tester's frame, cached: a GRPO group sends the same tests once per sample."""
+    return wire.pack(tester_payload(json.loads(spec_json), limits))
 
 
 def tester_payload(spec: dict, limits: Limits) -> dict:

@@ -41,6 +41,7 @@ class Worker:
         self.spawner = spawner
         self.cgroup_limits = cgroup_limits
         self.cgroups: WorkerCgroups | None = None
+        self.oom_count: int | None = None           # the cgroup's OOM-kill counter after the last run
         self.proc: subprocess.Popen | None = None
         self.ctl: socket.socket | None = None
         self.hello: dict = {}
@@ -67,6 +68,7 @@ class Worker:
         finally:
             child.close()
         self.ctl = sup
+        self.oom_count = self.cgroups.oom_kills() if self.cgroups else None
         self.send(self.init)
         hello = self.recv(START_TIMEOUT_S)
         if not hello or hello.get("op") != "hello":
