@@ -7,9 +7,9 @@
 
 Standard library only; optional OS features (bubblewrap, Landlock, seccomp, cgroups) are used when present.
 Design: a pool of pre-started zygote processes (clean environment, stdlib pre-imported, no tests and no
-secrets in memory) fork confined children for each execution (ahead of time, as idle spares). Function
-tests (assert / call) run in a *separate* tester process that calls the solution over a pipe and receives
-plain data only; stdin/stdout outputs are compared by the supervisor. See docs/sandbox.md for usage, normalisation rules and measurements.
+secrets in memory) fork a fresh confined process for each execution (ahead of time, as an idle spare).
+Function tests (assert / call) run in a *separate*, long-lived tester process per worker that calls the
+solution over a pipe and receives plain data only; stdin/stdout outputs are compared by the supervisor. See docs/sandbox.md for usage, normalisation rules and measurements.
 
 Threat model
 ============
@@ -51,8 +51,12 @@ Not defended:
 - Tests that trust the solution: if the test calls a helper that the solution defines (HumanEval/32's
   `poly`), the solution controls that helper. Pass such helpers as the spec's trusted `prelude`
   (`sandbox.specs.humaneval_tests` does this for HumanEval).
+- Tests that misbehave: a worker's tester is long-lived (replaced every 64 runs); test code that changes a
+  stdlib module's attributes affects that tester's later runs. Built-ins and imported modules are restored.
 - Degraded hosts: each missing layer is detected at start and reported in `Sandbox.layers` with a warning
-  (`SandboxWarning`); `require=(...)` turns chosen layers into hard requirements.
+  (`SandboxWarning`); `require=(...)` turns chosen layers into hard requirements. The weakest combination
+  (no namespaces, no Landlock, and an interpreter other uids cannot read, so the solution keeps uid 0 without
+  capabilities) lets the program read same-uid processes' memory, the supervisor's included.
 
 Running without root
 ====================
