@@ -47,10 +47,12 @@ except OSError as exc:
     print("[test_hostile] warning: cannot bring loopback up:", exc)
 # A private /tmp, /var/tmp and /dev/shm for the runner: nothing a test (or a weakened sandbox) writes there
 # reaches the host (needs root in this namespace).
-import ctypes, os
+import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
+needed = [os.getcwd(), sys.prefix, sys.executable, os.path.realpath(sys.executable)]  # checkout/venv in /tmp
 for d in ("/tmp", "/var/tmp", "/dev/shm"):
-    if os.geteuid() != 0 or libc.mount(b"tmpfs", d.encode(), b"tmpfs", 6, b"mode=1777,size=4g") != 0:
+    if any(p == d or p.startswith(d + "/") for p in needed) or os.geteuid() != 0 or \
+            libc.mount(b"tmpfs", d.encode(), b"tmpfs", 6, b"mode=1777,size=4g") != 0:
         print("[test_hostile] warning: the runner shares the host directory", d)'
 
 ENVS=(SANDBOX_HOSTILE_OK=1 PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1
