@@ -13,7 +13,8 @@ own entry points:
    whatever its grade, and is cut to exactly as many rows as "verified".
 3. `sft` of two fresh copies of the student, identical settings, one per data set.
 4. `run_eval` of both students on the demo's held-out problems (a split disjoint from training).
-The last two lines printed are the two pass@1 numbers. Every stage resumes if the script is run again.
+The last two lines printed are the two pass@1 numbers. Every stage resumes if the script is run again; with
+`--students` the two students can be trained in separate processes, and a final run prints both numbers.
 """
 from __future__ import annotations
 
@@ -45,6 +46,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--eval-problems", type=int, default=200)
     p.add_argument("--eval-samples", type=int, default=8)
     p.add_argument("--eval-teacher", action="store_true", help="also evaluate the teacher")
+    p.add_argument("--students", default="verified,unfiltered",
+                   help="which students this invocation trains and evaluates: verified, unfiltered, both "
+                        "(comma-separated) or none; run one per process to train them in parallel")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args()
@@ -135,10 +139,16 @@ def main() -> int:
     if args.eval_teacher:
         results["teacher_eval"] = evaluate(args, teacher, out / "eval_teacher").as_dict()
     metrics = {}
+    wanted = [] if args.students == "none" else args.students.split(",")
     for name in ("verified", "unfiltered"):
-        model = train_student(args, student, data[name]["path"], out / f"student_{name}")
-        metrics[name] = evaluate(args, model, out / f"eval_{name}")
-        results[f"student_{name}"] = metrics[name].as_dict()
+        # a student trained and evaluated by another invocation (--students) is only re-aggregated here
+        if name in wanted or (out / f"eval_{name}" / "results.json").exists():
+            model = train_student(args, student, data[name]["path"], out / f"student_{name}")
+            metrics[name] = evaluate(args, model, out / f"eval_{name}")
+            results[f"student_{name}"] = metrics[name].as_dict()
+    if len(metrics) < 2:
+        print(f"[experiment] students done so far: {', '.join(metrics) or 'none'}; run again with the others")
+        return 0
     results["wall_minutes"] = (time.perf_counter() - start) / 60
     (out / "results.json").write_text(json.dumps(results, indent=2))
     v, u = metrics["verified"], metrics["unfiltered"]
