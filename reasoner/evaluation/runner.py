@@ -42,13 +42,13 @@ class EvalResult:
 def run_eval(cfg: EvalConfig) -> EvalResult:
     from reasoner.models import load_model, load_tokenizer
 
+    benches = resolve_benchmarks(cfg.benchmarks)  # a bad benchmark fails before anything is written
+    examples = {b.name: load_benchmark(b, verifiers_for(b, cfg)) for b in benches}
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    benches = resolve_benchmarks(cfg.benchmarks)
-    examples = {b.name: load_benchmark(b, verifiers_for(b, cfg)) for b in benches}
 
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     engine = LazyEngine(lambda: build_engine(cfg.engine, cfg.max_batch_size, cfg.vllm,

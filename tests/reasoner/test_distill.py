@@ -82,8 +82,8 @@ class TeacherScript(RolloutEngine):
         self.calls += 1
         out = []
         for ids in prompts:
-            a, op, b = re.search(r"What is (\d+) ([+*]) (\d+)\?", self.tokenizer.decode(ids)).groups()
-            answer = int(a) + int(b) if op == "+" else int(a) * int(b)
+            chain = re.search(r"What is ([\d +]+)\?", self.tokenizer.decode(ids)).group(1)
+            answer = sum(int(t) for t in chain.split("+"))
             group = []
             for text, reason in self.completions(answer)[:params.n]:
                 toks = self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -191,8 +191,8 @@ def test_cli_eval(tmp_path, tiny_model_dir, capsys):
                "progress=false", "plots=false"])
     assert rc == 0
     assert "| arithmetic | 3 | 2 |" in capsys.readouterr().out
-    assert main(["eval", "--model", str(tiny_model_dir), "benchmarks=[nope]"]) == 2
-    assert "unknown benchmark preset 'nope'" in capsys.readouterr().err
+    assert main(["eval", "--model", str(tiny_model_dir), "--out", str(tmp_path / "x"), "benchmarks=[nope]"]) == 2
+    assert "unknown benchmark preset 'nope'" in capsys.readouterr().err and not (tmp_path / "x").exists()
 
 
 def test_code_presets_grade_reference_solutions_in_the_sandbox(shared_data):
