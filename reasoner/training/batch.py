@@ -60,6 +60,7 @@ class TrainBatch:
     engine_logprobs: torch.Tensor        # [N, T] float, sampling log-probs reported by the engine
     old_logprobs: torch.Tensor | None = None   # [N, T] policy before this step's updates (when μ>1 or minibatches>1)
     ref_logprobs: torch.Tensor | None = None   # [N, T] reference policy (when kl_beta > 0)
+    row_padding: torch.Tensor | None = None    # [N] bool: rows added only to even out ranks (no loss, not counted)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -129,3 +130,28 @@ def collate(rollouts: Rollouts, advantages: torch.Tensor, pad_id: int, *, mask_t
     return TrainBatch(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                       position_ids=position_ids.to(device), response_mask=response_mask.to(device),
                       advantages=advantages.to(device, torch.float32), engine_logprobs=engine_lp.to(device))
+
+
+def pad_rows(batch: TrainBatch, size: int) -> TrainBatch:
+    """`batch` grown to `size` rows with copies of its first row that carry no loss (`row_padding` marks them).
+
+    Multi-process runs pad every rank's shard to the same size, so that all ranks run the same number of forward
+    and backward passes (ZeRO-3 and DDP need that); the padding rows have a zero response mask and advantage, so
+    they add nothing to the loss, and the loss denominators do not count them.
+    """
+    padding = batch.row_padding if batch.row_padding is not None else torch.zeros(batch.size, dtype=torch.bool,
+                                                                                  device=batch.input_ids.device)
+    extra = size - batch.size
+    if extra < 0:
+        raise ValueError(f"cannot pad a batch of {batch.size} rows down to {size}")
+    if extra == 0 or batch.size == 0:
+        if extra and batch.size == 0:
+            raise ValueError("cannot pad an empty batch: there is no row to copy")
+        return replace(batch, row_padding=padding)
+    index = torch.cat([torch.arange(batch.size), torch.zeros(extra, dtype=torch.long)])
+    grown = replace(batch, **{f.name: (v[index] if isinstance(v := getattr(batch, f.name), torch.Tensor) else v)
+                              for f in fields(batch)})
+    grown.response_mask[batch.size:] = 0.0
+    grown.advantages[batch.size:] = 0.0
+    grown.row_padding = torch.cat([padding, torch.ones(extra, dtype=torch.bool, device=padding.device)])
+    return grown
