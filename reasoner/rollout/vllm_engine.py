@@ -100,6 +100,7 @@ class VLLMEngine(RolloutEngine):
 
     def __init__(self, model_path: str, opts: VLLMOptions, *, dtype: str, eos_ids: Sequence[int]):
         self.opts = opts
+        self.dtype = dtype  # the trainer's probe loosens its thresholds for bf16/fp16 engines
         self.eos_ids = list(eos_ids)
         self._broken: str | None = None
         self._asleep = False

@@ -76,8 +76,8 @@ class SyncCheckConfig:
     num_prompts: int = 4               # training prompts in the probe batch (plus one long prompt)
     long_prompt_tokens: int = 320      # length of the long prompt: > 2 CPU KV-cache blocks of 128 tokens
     max_new_tokens: int = 8            # tokens sampled per probe prompt
-    max_mean_gap: float = 0.05         # fail when the mean |Δ log p| exceeds this
-    max_kl: float = 0.02               # fail when the KL estimate exceeds this
+    max_mean_gap: float | None = None  # fail above this mean |Δ log p|; null -> 0.002 (float32) or 0.05 (bf16/fp16)
+    max_kl: float | None = None        # fail above this KL estimate; null -> 1e-4 (float32) or 0.01 (bf16/fp16)
     max_gap: float | None = None       # fail when any token's |Δ log p| exceeds this (null: logged only)
 
     def __post_init__(self):

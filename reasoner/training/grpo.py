@@ -261,8 +261,11 @@ def _make_probe(cfg: TrainConfig, engine: RolloutEngine, prompts: list[Prompt], 
                 tokenizer) -> SyncProbe | None:
     if not is_enabled(cfg.sync_check, engine):
         return None
+    # The looser precision of the two sides sets the default thresholds.
+    low = {cfg.model.dtype, str(getattr(engine, "dtype", ""))} & {"bfloat16", "float16", "half"}
     return SyncProbe.from_prompts(cfg.sync_check, [p.token_ids for p in prompts], temperature=sampling.temperature,
-                                  pad_id=tokenizer.pad_token_id)
+                                  pad_id=tokenizer.pad_token_id, dtype=torch.bfloat16 if low else torch.float32,
+                                  max_len=cfg.rollout.vllm.get("max_model_len"))
 
 
 def _sync_and_verify(t: Trainer, step: int, *, push: bool = True) -> dict[str, float]:
@@ -277,7 +280,7 @@ def _sync_and_verify(t: Trainer, step: int, *, push: bool = True) -> dict[str, f
     if result is None:
         return {}
     metrics = result.metrics()
-    failures = result.failures(t.cfg.sync_check)
+    failures = t.probe.failures(result)
     if t.backend.all_reduce_sum([1.0 if failures else 0.0])[0] > 0:
         where = f"rank {t.backend.rank}: " + "; ".join(failures) if failures else "on another rank"
         raise SyncCheckError(f"weight sync check failed after step {step} ({where}): the rollout engine does not "

@@ -1,0 +1,46 @@
+"""Fixtures for the scale-out tests: a tiny model vLLM's CPU backend can run, and torchrun launches.
+
+vLLM's CPU attention kernels need head_dim >= 32, so these tests use their own tiny model (the main suite's has
+head_dim 16). The model is built offline once per session, as in tests/reasoner.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from reasoner.data.tasks import arithmetic
+from reasoner.models import TinyModelSpec, build_tiny_model
+
+REPO = Path(__file__).resolve().parents[2]
+# Helper modules next to the tests (toy_reward, dist_worker) import by name under any pytest import mode.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+SCALEOUT_SPEC = TinyModelSpec(vocab_size=384, hidden_size=64, num_layers=2, num_heads=2, num_kv_heads=1, head_dim=32,
+                              intermediate_size=128, max_position_embeddings=1024, seed=0)
+
+
+@pytest.fixture(scope="session")
+def scaleout_model_dir(tmp_path_factory) -> Path:
+    rows = arithmetic(2000, split="train", seed=0)
+    corpus = [f"{r['problem']} {r['response']}" for r in rows]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", corpus, SCALEOUT_SPEC)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(nproc: int, script: Path, args: list[str], *, timeout: float = 600,
+             env: dict | None = None) -> subprocess.CompletedProcess:
+    """`torchrun --nproc_per_node nproc script args` (one thread per process: the machine has few cores)."""
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
+           "127.0.0.1", "--master_port", str(free_port()), str(script), *args]
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
+                "PYTHONPATH": str(REPO), **(env or {})}
+    return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)
