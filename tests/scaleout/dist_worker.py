@@ -2,9 +2,10 @@
 
     python -m torch.distributed.run --nproc_per_node 2 dist_worker.py --model DIR --out DIR [key=value ...]
 
-Rollouts come from `SeededEngine`: the HF engine, with each prompt's group sampled from its own RNG seeded by
-(step, prompt tokens). The global batch then does not depend on how prompts are split over ranks, so a 2-process
-run and a 1-process run see the same rollouts and their parameters can be compared after the same steps.
+Rollouts come from `SeededEngine`: the HF engine, with each prompt's group sampled from an RNG seeded by the
+prompt's tokens. The global batch then depends neither on how prompts are split over ranks nor on where a run
+resumed, so a 2-process run and a 1-process run (or a resumed run and a straight one) see the same rollouts and
+their parameters can be compared after the same steps.
 """
 from __future__ import annotations
 
@@ -25,13 +26,11 @@ from toy_reward import TOY_REWARD, register  # noqa: E402
 class SeededEngine(RolloutEngine):
     def __init__(self, model, tokenizer):
         self.inner = HFEngine(model, tokenizer)
-        self.calls = 0
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams):
-        self.calls += 1
         out = []
         for prompt in prompts:
-            digest = hashlib.sha256(f"{self.calls}:{list(prompt)}".encode()).digest()
+            digest = hashlib.sha256(str(list(prompt)).encode()).digest()
             torch.manual_seed(int.from_bytes(digest[:8], "little"))
             out.extend(self.inner.generate([prompt], params))
         return out
