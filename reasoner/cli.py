@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": ("reasoner.commands.demo", "the built-in CPU demo: tiny model, SFT warm start, GRPO, eval"),
     "train": ("reasoner.commands.train", "GRPO training"),
     "sft": ("reasoner.commands.sft", "supervised fine-tuning (loss on response tokens)"),
+    "serve": ("reasoner.commands.serve", "a vLLM rollout server that trainers push weights to"),
 }
 
 

@@ -98,13 +98,15 @@ class VLLMEngine(RolloutEngine):
         engine.sync_weights(model)  # the engine now serves exactly the trainer's weights, whatever it loaded
         return engine
 
-    def __init__(self, model_path: str, opts: VLLMOptions, *, dtype: str, eos_ids: Sequence[int]):
+    def __init__(self, model_path: str, opts: VLLMOptions, *, dtype: str, eos_ids: Sequence[int],
+                 serving: bool = False):
+        """`serving`: the engine of a `reasoner serve` process (its own GPUs; no in-process colocation)."""
         self.opts = opts
         self.dtype = dtype  # the trainer's probe loosens its thresholds for bf16/fp16 engines
         self.eos_ids = list(eos_ids)
         self._broken: str | None = None
         self._asleep = False
-        self.llm = _build_llm(model_path, opts, dtype)
+        self.llm = _build_llm(model_path, opts, dtype, colocated=not serving)
         self.transport = _pick_transport(opts, self.llm)
 
     # ------------------------------------------------------------------------------------------ generation
@@ -245,7 +247,7 @@ def _completion(output, stop_ids: Sequence[int]) -> Completion:
     return Completion(ids, logprobs, "stop" if stopped else "length")
 
 
-def _build_llm(model_path: str, opts: VLLMOptions, dtype: str):
+def _build_llm(model_path: str, opts: VLLMOptions, dtype: str, *, colocated: bool):
     on_gpu = torch.cuda.is_available()
     if opts.sleep_level and not on_gpu:
         raise ValueError("rollout.vllm.sleep_level: vLLM's CPU backend has no sleep mode (use 0)")
@@ -265,7 +267,7 @@ def _build_llm(model_path: str, opts: VLLMOptions, dtype: str):
         kwargs["max_model_len"] = opts.max_model_len
     if on_gpu:
         kwargs.update(gpu_memory_utilization=opts.gpu_memory_utilization, enable_sleep_mode=opts.sleep_level > 0)
-        if opts.mode == "colocate" and not opts.llm_kwargs.get("distributed_executor_backend"):
+        if colocated and not opts.llm_kwargs.get("distributed_executor_backend"):
             # In-process workers, one engine per training rank (TRL's colocation): weights pass as tensors.
             kwargs["distributed_executor_backend"] = "external_launcher"
             _launcher_env_defaults()
@@ -318,6 +320,20 @@ def _eos_ids(model, tokenizer) -> list[int]:
         if tok is not None and tok not in ids:
             ids.append(int(tok))
     return ids
+
+
+def served_eos_ids(model_path: str) -> list[int]:
+    """EOS ids of a model folder or hub id (the serving process has no trainer model to ask)."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    ids: list[int] = []
+    try:
+        eos = GenerationConfig.from_pretrained(model_path).eos_token_id
+        ids.extend([eos] if isinstance(eos, int) else list(eos or []))
+    except OSError:  # no generation_config.json
+        pass
+    tok = AutoTokenizer.from_pretrained(model_path).eos_token_id
+    return list(dict.fromkeys(int(i) for i in ids + ([tok] if tok is not None else [])))
 
 
 def _launcher_env_defaults() -> None:
