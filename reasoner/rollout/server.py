@@ -4,7 +4,7 @@ A small HTTP/JSON server from the standard library around one `VLLMEngine`. Requ
 (a lock around the engine: `vllm.LLM` is not thread-safe); several trainer ranks may call it, each for its own
 prompts. Endpoints:
 
-    GET  /health               -> {"ok": true, "model": ..., "workers": N}
+    GET  /health               -> {"ok": true, "model": ..., "workers": N, "dtype": "float32"}
     POST /generate             {"prompts": [[ids]], "params": {...SamplingParams}} -> {"completions": [[...]]}
     POST /weights              body: safetensors bytes (CPU / small models); loads them, resets the prefix cache
     POST /weights/nccl/init    {"host", "port", "world_size"}: join the trainer's NCCL group (GPU)
@@ -61,7 +61,8 @@ class EngineServer:
 
     # ------------------------------------------------------------------------------------------ operations
     def health(self) -> dict:
-        return {"ok": True, "model": self.cfg.model, "workers": self.engine.opts.tensor_parallel_size}
+        return {"ok": True, "model": self.cfg.model, "workers": self.engine.opts.tensor_parallel_size,
+                "dtype": self.engine.served_dtype()}
 
     def generate(self, request: dict) -> dict:
         params = SamplingParams(**request["params"])

@@ -43,7 +43,7 @@ class RemoteEngine(RolloutEngine):
                              "(bytes or nccl)")
         self._nccl = None
         self.info = self._wait_until_healthy()
-        self.dtype = opts.dtype
+        self.dtype = str(self.info.get("dtype", ""))  # the trainer's probe loosens its thresholds for bf16/fp16
 
     @classmethod
     def from_model(cls, model, tokenizer, opts: VLLMOptions) -> "RemoteEngine":

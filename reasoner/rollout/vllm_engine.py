@@ -102,12 +102,12 @@ class VLLMEngine(RolloutEngine):
                  serving: bool = False):
         """`serving`: the engine of a `reasoner serve` process (its own GPUs; no in-process colocation)."""
         self.opts = opts
-        self.dtype = dtype  # the trainer's probe loosens its thresholds for bf16/fp16 engines
         self.eos_ids = list(eos_ids)
         self._broken: str | None = None
         self._asleep = False
         self.llm = _build_llm(model_path, opts, dtype, colocated=not serving)
         self.transport = _pick_transport(opts, self.llm)
+        self.dtype = self.served_dtype()
 
     # ------------------------------------------------------------------------------------------ generation
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
@@ -165,6 +165,12 @@ class VLLMEngine(RolloutEngine):
         if ok is False:
             raise EngineError("vLLM refused to reset its prefix cache (requests still running?): cached keys and "
                               "values from the old weights would be served")
+
+    def served_dtype(self) -> str:
+        """The dtype vLLM computes in ("auto" resolves to half precision for float32 checkpoints on some
+        platforms, so the probe's thresholds follow what the engine reports, not what was asked)."""
+        dtype = self.llm.llm_engine.model_config.dtype
+        return str(dtype).removeprefix("torch.")
 
     # ------------------------------------------------------------------------------------------ memory
     def release_memory(self) -> None:

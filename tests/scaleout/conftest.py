@@ -44,3 +44,36 @@ def torchrun(nproc: int, script: Path, args: list[str], *, timeout: float = 600,
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def chi_square(counts: dict[int, int], probs, n: int) -> tuple[float, int]:
+    """Pearson's statistic of `counts` (token -> draws) against `probs` [V]; tokens expected < 5 times are pooled.
+
+    Returns (statistic, degrees of freedom). For draws from `probs` it is about df ± sqrt(2 df)."""
+    expected = [float(p) * n for p in probs]
+    stat, cells, pooled_obs, pooled_exp = 0.0, 0, 0, 0.0
+    for token, e in enumerate(expected):
+        if e >= 5:
+            stat += (counts.get(token, 0) - e) ** 2 / e
+            cells += 1
+        else:
+            pooled_obs += counts.get(token, 0)
+            pooled_exp += e
+    if pooled_exp > 0:
+        stat += (pooled_obs - pooled_exp) ** 2 / pooled_exp
+        cells += 1
+    return stat, cells - 1
+
+
+def first_token_draws(engine, prompt: list[int], n: int) -> dict[int, int]:
+    from collections import Counter
+
+    from reasoner.rollout import SamplingParams
+    group = engine.generate([prompt], SamplingParams(n=n, temperature=1.0, max_new_tokens=1))[0]
+    return dict(Counter(c.token_ids[0] for c in group))
+
+
+def next_token_probs(model, prompt: list[int]):
+    import torch
+    with torch.no_grad():
+        return torch.softmax(model(torch.tensor([prompt])).logits[0, -1].float(), dim=-1).tolist()
