@@ -11,3 +11,6 @@ export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
 echo "== main suite"
 "$VENV/bin/python" -m pytest -q -m "not hostile and not vllm and not distributed" "$@"
+
+echo "== sandbox hostile corpus (own pid/net/mount namespace; as root and as an unprivileged user)"
+VENV="$VENV" scripts/test_hostile.sh

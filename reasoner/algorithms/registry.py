@@ -59,7 +59,10 @@ class Registry(Generic[F]):
         return sorted(self._fns)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._fns
+        try:
+            return name in self._fns
+        except TypeError:  # unhashable
+            return False
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())

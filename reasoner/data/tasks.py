@@ -1,7 +1,8 @@
 """Built-in synthetic tasks with worked solutions in the R1 format, for the offline demo and tests.
 
-`arithmetic`: multi-digit addition and multiplication by one digit, solved column by column inside `<think>`
-(the carry written out at each step) with the result in `<answer>`. A problem goes to the test split when a
+`arithmetic`: chains of 3-6 one-digit additions, summed left to right inside `<think>` (every partial sum
+written out) with the result in `<answer>`. Each step only needs the partial sum just written and the next
+operand, which keeps the task learnable by a model of a few million parameters in a minute of CPU training. A problem goes to the test split when a
 stable hash of it says so, so train and test never share a problem whatever the seeds.
 """
 from __future__ import annotations
@@ -15,42 +16,17 @@ def _is_test(key: str) -> bool:
     return zlib.crc32(key.encode()) % 8 == 0
 
 
-def _add_steps(a: int, b: int) -> list[str]:
-    da, db = str(a)[::-1], str(b)[::-1]
-    steps, carry = [], 0
-    for i in range(max(len(da), len(db))):
-        x, y = int(da[i]) if i < len(da) else 0, int(db[i]) if i < len(db) else 0
-        s = x + y + carry
-        terms = f"{x}+{y}" + (f"+{carry}" if carry else "")
-        carry = s // 10
-        steps.append(f"{terms}={s}, write {s % 10}" + (f" carry {carry}" if carry else ""))
-    if carry:
-        steps.append(f"write {carry}")
-    return steps
-
-
-def _mul_steps(a: int, d: int) -> list[str]:
-    steps, carry = [], 0
-    for ch in str(a)[::-1]:
-        p = int(ch) * d + carry
-        terms = f"{ch}*{d}" + (f"+{carry}" if carry else "")
-        carry = p // 10
-        steps.append(f"{terms}={p}, write {p % 10}" + (f" carry {carry}" if carry else ""))
-    if carry:
-        steps.append(f"write {carry}")
-    return steps
-
-
-def arithmetic_example(rng: random.Random) -> dict:
-    if rng.random() < 0.6:
-        a, b = (rng.randint(10, 9999) for _ in range(2))
-        problem, answer, steps = f"{a} + {b}", a + b, _add_steps(a, b)
-    else:
-        a, d = rng.randint(10, 9999), rng.randint(2, 9)
-        problem, answer, steps = f"{a} * {d}", a * d, _mul_steps(a, d)
+def arithmetic_example(rng: random.Random, min_terms: int = 3, max_terms: int = 6, max_value: int = 9) -> dict:
+    """A chain of additions, summed left to right with every partial sum written out inside `<think>`."""
+    terms = [rng.randint(1, max_value) for _ in range(rng.randint(min_terms, max_terms))]
+    steps, total = [], terms[0]
+    for t in terms[1:]:
+        steps.append(f"{total}+{t}={total + t}")
+        total += t
     think = "\n".join(steps)
-    return {"problem": f"What is {problem}?", "answer": str(answer),
-            "response": f"<think>\n{think}\n</think>\n<answer>{answer}</answer>", "key": problem}
+    problem = " + ".join(map(str, terms))
+    return {"problem": f"What is {problem}?", "answer": str(total),
+            "response": f"<think>\n{think}\n</think>\n<answer>{total}</answer>", "key": problem}
 
 
 def arithmetic(n: int, *, split: str = "train", seed: int = 0) -> list[dict]:

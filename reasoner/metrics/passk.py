@@ -52,7 +52,7 @@ def _correct_list(correct: Sequence[bool] | object) -> list[bool]:
         raise ValueError(f"correct must be 1-D [N], got shape {values.shape}")
     if values.dtype != bool and not np.isin(values, (0, 1)).all():
         bad = int(np.flatnonzero(~np.isin(values, (0, 1)))[0])
-        raise ValueError(f"correct must hold booleans or 0/1, got {values[bad]!r} at index {bad}")
+        raise ValueError(f"correct must hold booleans or 0/1, got {values[bad].item()!r} at index {bad}")
     return values.astype(bool).tolist()
 
 

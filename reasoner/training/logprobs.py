@@ -22,14 +22,13 @@ def forward_logprobs(model, batch: TrainBatch, temperature: float = 1.0, *,
     out = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
                 use_cache=False, logits_to_keep=t + 1)
     logits = out.logits[:, :-1]  # position p predicts token p + 1: drop the last kept position
-    if temperature != 1.0:
-        logits = logits / temperature
-    logprobs = token_logprobs(logits, batch.response_ids)
+    # The temperature is applied inside the blockwise kernels: no full-size scaled copy of the logits.
+    logprobs = token_logprobs(logits, batch.response_ids, temperature)
     if entropy_grad:
-        entropy = entropy_from_logits(logits)
+        entropy = entropy_from_logits(logits, temperature=temperature)
     else:
         with torch.no_grad():
-            entropy = entropy_from_logits(logits.detach())
+            entropy = entropy_from_logits(logits.detach(), temperature=temperature)
     return logprobs, entropy
 
 

@@ -1,0 +1,191 @@
+"""One execution on one worker, seen from the supervisor: create the descriptors, hand the child ends to the
+zygote, pump code/tests/stdin in and output/events/verdicts out under caps, and return the raw record.
+
+Interpretation (statuses, verdicts) is in `outcome.py`; this module only moves bytes and notices faults
+(the zygote vanishing, not answering, or a tester sending malformed frames).
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+import socket
+import time
+from dataclasses import dataclass, field
+
+from ._inside import wire
+from .config import Limits, prepared_assert
+from .pump import Pump
+from .worker import Worker
+
+ANSWER_GRACE_S = 10.0      # beyond the deadline, how long the zygote may take to report before it is a fault
+DRAIN_S = 2.0              # after the zygote's report, how long to collect remaining output
+SOLUTION_EVENTS_CAP = 1 << 20
+
+
+@dataclass
+class Raw:
+    mode: str
+    done: dict | None = None
+    fault: str | None = None
+    stdout: bytearray = field(default_factory=bytearray)
+    stderr: bytearray = field(default_factory=bytearray)
+    output_total: int = 0
+    s_events: list = field(default_factory=list)
+    t_frames: list = field(default_factory=list)
+    t_err: bytearray = field(default_factory=bytearray)
+    output_killed: bool = False
+    oom: bool = False
+
+
+class _Execution:
+    def __init__(self, worker: Worker, mode: str, limits: Limits) -> None:
+        self.worker = worker
+        self.limits = limits
+        self.raw = Raw(mode)
+        self.pump = Pump()
+        self.stdout_cap = limits.max_output_bytes if mode == "solo" else limits.keep_output_bytes
+        self.s_frames = wire.FrameBuffer(SOLUTION_EVENTS_CAP)
+        self.s_event_bytes = 0
+        self.t_buffer = wire.FrameBuffer(64 << 20)
+
+    # ------------------------------------------------------------------------------------- callbacks
+    def _output(self, store: bytearray, cap: int, chunk: bytes) -> None:
+        self.raw.output_total += len(chunk)
+        if len(store) < cap:
+            store += chunk[:cap - len(store)]
+        if self.raw.output_total > self.limits.max_output_bytes and not self.raw.output_killed:
+            self.raw.output_killed = True
+            if self.raw.done is None:
+                self.worker.send({"op": "kill", "reason": "output_limit"})
+
+    def on_stdout(self, chunk: bytes) -> None:
+        self._output(self.raw.stdout, self.stdout_cap, chunk)
+
+    def on_stderr(self, chunk: bytes) -> None:
+        self._output(self.raw.stderr, self.limits.keep_output_bytes, chunk)
+
+    def on_solution_events(self, chunk: bytes) -> None:
+        # Untrusted: bounded, and a malformed stream just stops being parsed.
+        self.s_event_bytes += len(chunk)
+        if self.s_frames is None or self.s_event_bytes > SOLUTION_EVENTS_CAP:
+            return
+        try:
+            self.raw.s_events.extend(f for f in self.s_frames.feed(chunk) if isinstance(f, dict))
+        except wire.WireError:
+            self.s_frames = None
+
+    def on_tester(self, chunk: bytes) -> None:
+        try:
+            self.raw.t_frames.extend(self.t_buffer.feed(chunk))
+        except wire.WireError as exc:
+            self.raw.fault = self.raw.fault or f"tester sent a malformed report: {exc}"
+
+    def on_tester_stderr(self, chunk: bytes) -> None:
+        if len(self.raw.t_err) < 8192:
+            self.raw.t_err += chunk[:8192 - len(self.raw.t_err)]
+
+    def on_zygote(self, chunk: bytes) -> None:
+        if not chunk:
+            self.raw.fault = self.raw.fault or "the zygote exited during the run"
+            return
+        msg = json.loads(chunk)
+        if msg.get("op") == "done":
+            self.raw.done = msg
+
+    # ------------------------------------------------------------------------------------------- run
+    def start(self, code: str, spec: dict | None, stdin: str | None) -> None:
+        mode = self.raw.mode
+        names, child, mine = [], [], {}
+
+        def socket_pair(name: str) -> None:
+            a, b = socket.socketpair()
+            names.append(name)
+            mine[name] = a.detach()
+            child.append(b.detach())
+
+        def pipe(name: str, child_reads: bool) -> None:
+            r, w = os.pipe()
+            names.append(name)
+            mine[name] = w if child_reads else r
+            child.append(r if child_reads else w)
+
+        try:
+            socket_pair("s_ctl")
+            pipe("s_out", child_reads=False)
+            pipe("s_err", child_reads=False)
+            if mode == "solo":
+                pipe("s_in", child_reads=True)
+            else:
+                socket_pair("t_ctl")
+                pipe("t_err", child_reads=False)
+            self.pump.own(*mine.values())
+            # Nothing runs in a worker between two runs, so its OOM counter after the previous run is the
+            # counter before this one (one read per run instead of two).
+            self.oom_before = self.worker.oom_count if self.worker.cgroups else None
+            self.worker.send({"op": "run", "mode": mode, "fd_names": names, "limits": self.limits.for_zygote(),
+                              "timeout_s": self.limits.timeout_s}, child)
+        finally:
+            for fd in child:
+                os.close(fd)
+        self.pump.write(mine["s_ctl"], wire.pack({"code": code}))
+        self.pump.read(mine["s_ctl"], self.on_solution_events)
+        self.pump.read(mine["s_out"], self.on_stdout)
+        self.pump.read(mine["s_err"], self.on_stderr)
+        if mode == "solo":
+            self.pump.write(mine["s_in"], (stdin or "").encode("utf-8"), close_after=True)
+        else:
+            self.pump.write(mine["t_ctl"], _packed_payload(json.dumps(spec, sort_keys=True), self.limits))
+            self.pump.read(mine["t_ctl"], self.on_tester)
+            self.pump.read(mine["t_err"], self.on_tester_stderr)
+        self.pump.borrow(self.worker.fileno())
+        self.pump.read(self.worker.fileno(), self.on_zygote)
+
+    def loop(self) -> None:
+        backstop = time.monotonic() + self.limits.timeout_s + ANSWER_GRACE_S
+        drain_until = None
+        while True:
+            now = time.monotonic()
+            if self.raw.done is not None or self.raw.fault:
+                drain_until = drain_until or now + DRAIN_S
+                if self.pump.reading <= (1 if self.raw.done is not None else 0) or now >= drain_until:
+                    break
+                wait = drain_until - now
+            elif now >= backstop:
+                self.raw.fault = f"the zygote did not report within {self.limits.timeout_s + ANSWER_GRACE_S:.0f}s"
+                break
+            else:
+                wait = backstop - now
+            self.pump.poll(min(wait, 0.5))
+        if self.worker.cgroups:
+            after = self.worker.cgroups.oom_kills()
+            self.raw.oom = after is not None and self.oom_before is not None and after > self.oom_before
+            self.worker.oom_count = after
+
+
+@functools.lru_cache(maxsize=1024)
+def _packed_payload(spec_json: str, limits: Limits) -> bytes:
+    """The tester's frame, cached: a GRPO group sends the same tests once per sample."""
+    return wire.pack(tester_payload(json.loads(spec_json), limits))
+
+
+def tester_payload(spec: dict, limits: Limits) -> dict:
+    """What the tester receives: the spec, with assert sources replaced by their cached compiled form."""
+    out = {k: v for k, v in spec.items() if k not in ("source", "prelude")}
+    if spec.get("kind") == "assert":
+        out["prepared"] = prepared_assert(spec["source"], spec.get("prelude", ""))
+    out["max_message_bytes"] = limits.max_message_bytes
+    return out
+
+
+def execute(worker: Worker, mode: str, code: str, spec: dict | None, stdin: str | None, limits: Limits) -> Raw:
+    """Run once: `mode` "pair" (solution + tester) or "solo" (stdin/stdout program)."""
+    ex = _Execution(worker, mode, limits)
+    try:
+        ex.start(code, spec, stdin)
+        ex.loop()
+    except (OSError, ValueError) as exc:
+        ex.raw.fault = ex.raw.fault or f"{type(exc).__name__}: {exc}"
+    finally:
+        ex.pump.close()
+    return ex.raw
