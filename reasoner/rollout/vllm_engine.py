@@ -46,7 +46,7 @@ class EngineError(RuntimeError):
 @dataclass
 class VLLMOptions:
     mode: str = "colocate"                 # colocate: an LLM in this process | server: a `reasoner serve` process
-    server_url: str | None = None          # server mode: http://host:port
+    server_url: str | None = None          # server mode: http://host:port (several: comma-separated)
     weight_transport: str = "auto"         # auto | tensors | ipc | bytes | nccl (server mode on GPUs)
     gpu_memory_utilization: float = 0.3    # colocate on GPU: vLLM's share of the GPU; the rest is training's
     sleep_level: int = 0                   # 0 off; 1 offload weights and drop KV cache between rollouts; 2 drop both

@@ -42,7 +42,8 @@ from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.rng import set_seed
 from reasoner.training.sampler import PromptSampler
 from reasoner.training.sharding import RolloutSummary, gather_tensor_rows, shard_for_update, shard_prompts
-from reasoner.training.sync_check import SyncCheckError, SyncProbe, engine_gap_metrics, is_enabled
+from reasoner.training.sync_check import (SyncCheckError, SyncProbe, combine_probe_results, engine_gap_metrics,
+                                          is_enabled)
 from reasoner.training.update import needs_old_logprobs, update_policy
 
 
@@ -279,7 +280,7 @@ def _sync_and_verify(t: Trainer, step: int, *, push: bool = True) -> dict[str, f
         result = t.probe.measure(t.engine, module) if due else None
     if result is None:
         return {}
-    metrics = result.metrics()
+    metrics = combine_probe_results(result, t.backend).metrics()  # every rank's engine (or server) counts
     failures = t.probe.failures(result)
     if t.backend.all_reduce_sum([1.0 if failures else 0.0])[0] > 0:
         where = f"rank {t.backend.rank}: " + "; ".join(failures) if failures else "on another rank"

