@@ -55,16 +55,20 @@ def test_pad_rows_adds_rows_without_loss_and_leaves_the_update_unchanged(model_a
 
     def updated(b) -> list[torch.Tensor]:
         model = load_model(ModelConfig(path=str(scaleout_model_dir)))
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # not Adam: its update hides a mis-scaled loss
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         for agg in ("token-mean", "seq-mean-token-mean"):
-            update_policy(model, optimizer, scheduler, b, AlgorithmConfig(loss_agg=agg), OptimConfig(micro_batch_size=4),
+            update_policy(model, optimizer, scheduler, b, AlgorithmConfig(loss_agg=agg),
+                          OptimConfig(micro_batch_size=4, max_grad_norm=None),  # clipping would hide scale too
                           temperature=1.0, norm_length=6, generator=torch.Generator().manual_seed(0))
         return [p.detach().clone() for p in model.parameters()]
 
     # Padding rows are not counted in the sequence-mean denominator either, so the two updates are the same.
-    for a, b in zip(updated(batch), updated(padded)):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-7)
+    initial = [p.detach().clone() for p in load_model(ModelConfig(path=str(scaleout_model_dir))).parameters()]
+    plain, grown = updated(batch), updated(padded)
+    assert max(float((a - i).abs().max()) for a, i in zip(plain, initial)) > 1e-3
+    for a, b in zip(plain, grown):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_shard_prompts_gives_each_rank_a_contiguous_slice_and_rejects_uneven_splits():
