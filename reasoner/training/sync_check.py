@@ -76,9 +76,10 @@ class Thresholds:
 
     @classmethod
     def resolve(cls, cfg: SyncCheckConfig, dtype: torch.dtype) -> "Thresholds":
-        """The configured thresholds, or defaults by precision. Measured here (CPU, fp32, tiny model): a healthy
-        vLLM engine differs from the trainer by ~1e-6 per token; an engine one step stale at lr 1e-5 by a mean of
-        6e-4, at lr 1e-4 by 6e-3. In bf16 both sides round differently, so the defaults leave far more room."""
+        """The configured thresholds, or defaults by precision. Measured here (CPU, fp32, the demo-size tiny
+        model): a healthy vLLM engine differs from the trainer by ~1e-7 per token (scripts/bench_vllm.py); an
+        engine left one step behind by a mean of 2.6e-3 at lr 1e-6 and 2.6e-2 at lr 1e-5
+        (scripts/probe_sensitivity.py). In bf16 both sides round differently, so the defaults leave more room."""
         low_precision = dtype in (torch.bfloat16, torch.float16)
         return cls(mean_gap=cfg.max_mean_gap if cfg.max_mean_gap is not None else (0.05 if low_precision else 2e-3),
                    kl=cfg.max_kl if cfg.max_kl is not None else (1e-2 if low_precision else 1e-4),
