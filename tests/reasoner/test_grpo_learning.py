@@ -5,8 +5,7 @@ from statistics import fmean
 
 import pytest
 
-from verifiers import Score
-from verifiers.registry import available, register
+from verifiers import Score, registry
 from verifiers.types import Verifier
 
 from tests.reasoner.test_grpo_trainer import small_config
@@ -22,13 +21,12 @@ class DigitFraction(Verifier):
         return Score(value=value, status="scored", details={})
 
 
-if "digit_fraction" not in available():
-    register("digit_fraction", lambda options: DigitFraction())
-
-
 @pytest.mark.slow
-def test_grpo_raises_the_reward_of_a_tiny_model(tiny_model_dir, tmp_path):
+def test_grpo_raises_the_reward_of_a_tiny_model(tiny_model_dir, tmp_path, monkeypatch):
     from reasoner.training import train
+
+    registry.available()  # load the built-ins, then add ours for this test only
+    monkeypatch.setitem(registry._FACTORIES, "digit_fraction", lambda options: DigitFraction())
 
     cfg = small_config(tiny_model_dir, tmp_path / "run", steps=14, prompts_per_step=8, **{
         "rollout.group_size": 8, "rollout.max_new_tokens": 12, "optim.lr": 3e-3, "threads": 2,
