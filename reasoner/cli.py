@@ -44,7 +44,8 @@ def _module(command: str):
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """`--config FILE` plus trailing `key=value` overrides, shared by every stage."""
-    parser.add_argument("--config", "-c", help="YAML config file")
+    parser.add_argument("--config", "-c", action="append",
+                        help="YAML config file or shipped config name (reasoner/configs); repeat to merge in order")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config values (dotted keys)")
 
 

@@ -36,6 +36,24 @@ class _LogprobRecorder:
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(last_tokens.shape[0], 0)
 
 
+def sampling_settings(params: SamplingParams) -> dict:
+    """The `generate` settings that shape the sampling distribution, set explicitly.
+
+    `generate` fills any setting left at None from the model's `generation_config` (a checkpoint's own
+    `generation_config.json`: Qwen2.5-Instruct ships top_p=0.8, top_k=20, repetition_penalty=1.05) and then from
+    library defaults (top_k=50). RL must sample from exactly the distribution the trainer scores — plain
+    temperature-scaled logits with only the truncations asked for — so these are never left to be filled in,
+    and `_generate_batch` shows `generate` a neutral model config for everything else.
+    """
+    greedy = params.temperature == 0
+    return dict(
+        do_sample=not greedy, temperature=1.0 if greedy else params.temperature,
+        top_p=1.0 if greedy else params.top_p, top_k=0 if greedy else params.top_k, min_p=0.0, typical_p=1.0,
+        epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0,
+        min_new_tokens=0, renormalize_logits=False,
+    )
+
+
 class HFEngine(RolloutEngine):
     def __init__(self, model, tokenizer, *, max_batch_size: int = 256):
         self.model = model
@@ -70,23 +88,18 @@ class HFEngine(RolloutEngine):
             input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
             attention[i, width - len(p):] = 1
         stop_ids = self.stop_ids(params)
-        greedy = params.temperature == 0
-        # A fresh GenerationConfig: a checkpoint's own defaults (repetition penalty, top_k=50, ...) must not leak
-        # into RL sampling, whose log-probs the trainer recomputes from plain temperature-scaled logits.
-        gen_cfg = GenerationConfig(
-            do_sample=not greedy, temperature=None if greedy else params.temperature,
-            top_p=None if greedy or params.top_p >= 1 else params.top_p,
-            top_k=None if greedy or params.top_k <= 0 else params.top_k,
-            max_new_tokens=params.max_new_tokens, eos_token_id=stop_ids, pad_token_id=self.pad_id,
-            bos_token_id=None, return_dict_in_generate=True, use_cache=True,
-        )
+        gen_cfg = GenerationConfig(**sampling_settings(params), max_new_tokens=params.max_new_tokens,
+                                   eos_token_id=stop_ids, pad_token_id=self.pad_id, bos_token_id=None,
+                                   return_dict_in_generate=True, use_cache=True)
         recorder = _LogprobRecorder(params.temperature)
-        was_training = self.model.training
+        was_training, own_defaults = self.model.training, self.model.generation_config
         self.model.eval()
+        self.model.generation_config = GenerationConfig()  # nothing of the checkpoint's defaults gets merged in
         try:
             out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                                       generation_config=gen_cfg, logits_processor=LogitsProcessorList([recorder]))
         finally:
+            self.model.generation_config = own_defaults
             self.model.train(was_training)
         new_tokens = out.sequences[:, width:].cpu()
         logprobs = recorder.finish(new_tokens[:, -1].to(device)).cpu() if new_tokens.shape[1] else None
