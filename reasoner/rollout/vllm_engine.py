@@ -269,6 +269,9 @@ def _build_llm(model_path: str, opts: VLLMOptions, dtype: str, *, colocated: boo
         model=model_path, dtype=dtype, seed=opts.seed + rank, enable_prefix_caching=opts.enable_prefix_caching,
         enforce_eager=opts.enforce_eager, tensor_parallel_size=opts.tensor_parallel_size,
         worker_extension_cls=WORKER_EXTENSION, logprobs_mode=opts.logprobs_mode,
+        # Never take sampling defaults from the checkpoint's generation_config.json (Qwen2.5-Instruct ships
+        # top_p=0.8, top_k=20, repetition_penalty=1.05): RL samples from exactly what the trainer scores.
+        generation_config="vllm",
     )
     if opts.max_model_len:
         kwargs["max_model_len"] = opts.max_model_len

@@ -6,9 +6,8 @@ The mean reward over the run must agree within 4 standard errors (from the logge
 entropy of the sampled tokens within 1%. Deterministic checks come with it: every step's probe gap and the
 engine-vs-trainer gap on the rollout tokens (logged because TIS is on) stay below 1e-4.
 
-The comparison samples with top-k 50 (vLLM reporting `raw_logprobs`, exact at T = 1): the HF engine currently
-samples with transformers' default top-k 50 even when asked for none (see test_scaleout_units), so at top-k 0
-the two runs would differ by more than noise — by the HF engine's fault, as the distribution tests show.
+(This test found that the HF engine sampled with transformers' default top-k 50: the mean rewards differed by 4.3
+standard errors until hf_engine.py was fixed.)
 """
 from __future__ import annotations
 
@@ -57,10 +56,8 @@ def assert_faithful_engine(records: list[dict]) -> None:
 
 
 def test_grpo_with_vllm_matches_the_hf_engine_within_noise(scaleout_model_dir, tmp_path):
-    top_k = ["rollout.top_k=50"]
-    hf = train(config(scaleout_model_dir, tmp_path / "hf", *top_k)).metrics
-    vl = train(config(scaleout_model_dir, tmp_path / "vllm", *top_k, "rollout.engine=vllm",
-                      "rollout.vllm.logprobs_mode=raw_logprobs")).metrics
+    hf = train(config(scaleout_model_dir, tmp_path / "hf")).metrics
+    vl = train(config(scaleout_model_dir, tmp_path / "vllm", "rollout.engine=vllm")).metrics
     assert len(hf) == len(vl) == STEPS
     assert_faithful_engine(vl)
     (m_hf, se_hf), (m_vl, se_vl) = mean_and_se(hf), mean_and_se(vl)
@@ -80,6 +77,7 @@ def test_in_process_engine_syncs_by_tensors(scaleout_model_dir):
     assert result["transport"] == "tensors"
     assert result["before"] < 1e-4 and result["stale"] > 2e-3 and result["after"] < 1e-4
     assert not result["after_failures"]
+    assert result["raw_tokens"] > 0 and result["raw_topk_gap"] < 1e-4  # untruncated log-probs under top-k
 
 
 @pytest.fixture(scope="module")

@@ -1,5 +1,6 @@
 """Run by test_vllm_grpo.py in its own process: the vLLM engine core in-process (`in_process: true`), where
-weights reach the workers as tensors (the transport GPU colocation uses). Prints one JSON line of results.
+weights reach the workers as tensors (the transport GPU colocation uses), and an engine in `raw_logprobs` mode
+sampling with top-k (cheap to start in-process). Prints one JSON line of results.
 
 Its own process because VLLM_ENABLE_V1_MULTIPROCESSING=0 stays set for the whole process once used."""
 from __future__ import annotations
@@ -38,5 +39,15 @@ if __name__ == "__main__":
     engine.sync_weights(policy)
     after = probe.measure(engine, policy)
     engine.close()
+
+    # logprobs_mode=raw_logprobs: top-k sampling at T = 1 with log-probs before the truncation (the contract)
+    raw = VLLMEngine.from_model(policy, tok, in_process=True, logprobs_mode="raw_logprobs")
+    groups = raw.generate(prompts[:4], SamplingParams(n=4, top_k=20, max_new_tokens=12))
+    raw.close()
+    from reasoner.training.sync_check import compare
+    flat = [c for g in groups for c in g]
+    raw_gap = compare(policy, [p for p in prompts[:4] for _ in range(4)], flat, temperature=1.0,
+                      pad_id=tok.pad_token_id)
     print(json.dumps({"transport": engine.transport, "before": before.max_gap, "stale": stale.mean_gap,
-                      "after": after.max_gap, "after_failures": probe.failures(after)}))
+                      "after": after.max_gap, "after_failures": probe.failures(after),
+                      "raw_topk_gap": raw_gap.max_gap, "raw_tokens": raw_gap.tokens}))
