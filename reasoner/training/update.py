@@ -5,6 +5,12 @@ Loss denominators are the minibatch's global token / sequence counts, so accumul
 the full-minibatch loss (the accumulation bug that made early GRPO implementations weight short sequences more).
 When μ = 1 and there is a single minibatch the policy has not moved since sampling, so the "old" log-probs are the
 current ones, detached: no extra forward pass.
+
+Zero-advantage groups: with no KL term in the loss and no entropy bonus, a group whose advantages are all zero
+(every completion got the same reward) contributes exactly nothing to the gradient, so its forward/backward is
+skipped while the loss denominators still count its tokens — the update is unchanged, only cheaper. (DAPO's
+`filter_zero_variance` instead removes such groups from the denominators too, which changes the update.) Loss
+statistics (clip fractions, entropy) are then over the rows that were run.
 """
 from __future__ import annotations
 
@@ -13,8 +19,8 @@ from dataclasses import fields
 
 import torch
 
-from reasoner.algorithms import aggregate_loss, kl_penalty, policy_loss
-from reasoner.training.batch import TrainBatch
+from reasoner.algorithms import aggregate_loss, global_counts, kl_penalty, policy_loss
+from reasoner.training.batch import TrainBatch, group_order
 from reasoner.training.config import AlgorithmConfig, OptimConfig
 from reasoner.training.logprobs import forward_logprobs
 
@@ -33,20 +39,29 @@ def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: Algorith
     additive: dict[str, float] = defaultdict(float)   # summed over micro-batches, averaged over minibatches
     weight_total = 0.0
     grad_norms = []
+    skipped = 0
     model.train()
+    g = batch.group_size
     for _ in range(algo.ppo_epochs):
-        order = torch.randperm(batch.size, generator=generator) if algo.ppo_epochs > 1 or algo.minibatches > 1 \
-            else torch.arange(batch.size)
-        for mb_index in order.chunk(algo.minibatches):
+        # Shuffle whole groups (each group's rows stay together, so the prompt is shared within micro-batches).
+        if algo.ppo_epochs == 1 and algo.minibatches == 1:
+            order = torch.arange(batch.size)
+        elif g > 1:
+            order = group_order(batch.size, g, generator)
+        else:
+            order = torch.randperm(batch.size, generator=generator)
+        for mb_index in _split(order, algo.minibatches, g):
             minibatch = batch.select(mb_index)
-            num_tokens = float(minibatch.response_mask.sum())
+            num_tokens, num_seqs = (float(c) for c in global_counts(minibatch.response_mask))
             if num_tokens == 0:
                 continue
+            rows = _rows_with_gradient(minibatch, algo)
+            skipped += minibatch.size - len(rows)
             micro = optim.micro_batch_size or minibatch.size
-            for start in range(0, minibatch.size, micro):
-                part = minibatch.select(torch.arange(start, min(start + micro, minibatch.size)))
-                stats = _micro_step(model, part, algo, temperature, num_tokens=num_tokens,
-                                    num_seqs=float(minibatch.size), norm_length=norm_length)
+            for start in range(0, len(rows), micro):
+                part = minibatch.select(rows[start:start + micro])
+                stats = _micro_step(model, part, algo, temperature, num_tokens=num_tokens, num_seqs=num_seqs,
+                                    norm_length=norm_length)
                 tokens = float(part.response_mask.sum())
                 for key, value in stats.items():
                     if key in _ADDITIVE:
@@ -54,6 +69,9 @@ def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: Algorith
                     else:
                         weighted[key] += value * tokens
                 weight_total += tokens
+            for p in params:  # rows skipped (or none run): their gradient is exactly zero, and the optimizer
+                if p.grad is None:  # must still step (momentum, weight decay) as it would have
+                    p.grad = torch.zeros_like(p)
             max_norm = optim.max_grad_norm if optim.max_grad_norm is not None else float("inf")
             grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
             optimizer.step()
@@ -63,10 +81,32 @@ def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: Algorith
     result.update({key: value / max(len(grad_norms), 1) for key, value in additive.items()})
     result["grad_norm"] = sum(grad_norms) / len(grad_norms) if grad_norms else 0.0
     result["optimizer_steps"] = float(len(grad_norms))
+    result["skipped_rows"] = skipped / (batch.size * algo.ppo_epochs)
     return result
 
 
+def _rows_with_gradient(minibatch: TrainBatch, algo: AlgorithmConfig) -> torch.Tensor:
+    """Row indices whose loss terms can have a non-zero gradient (all rows unless zero-advantage skipping applies).
+
+    Skipping is at group granularity when the batch is made of groups, so micro-batches keep whole groups.
+    """
+    everything = torch.arange(minibatch.size)
+    if (algo.kl_beta > 0 and not algo.kl_in_reward) or algo.entropy_coef != 0:
+        return everything
+    adv = minibatch.advantages if minibatch.advantages.dim() == 1 else minibatch.advantages.abs().amax(dim=1)
+    g = minibatch.group_size if minibatch.size % minibatch.group_size == 0 else 1
+    live_groups = (adv.view(-1, g) != 0).any(dim=1)
+    return everything.view(-1, g)[live_groups].flatten()
+
+
 _ADDITIVE = ("loss", "pg_loss")
+
+
+def _split(order: torch.Tensor, parts: int, group_size: int) -> list[torch.Tensor]:
+    """`parts` minibatches of `order`, cut at group boundaries when the batch is made of groups."""
+    if group_size > 1:
+        return [c.flatten() for c in order.view(-1, group_size).chunk(parts)]
+    return list(order.chunk(parts))
 
 
 def _micro_step(model, part: TrainBatch, algo: AlgorithmConfig, temperature: float, *, num_tokens: float,
