@@ -13,7 +13,8 @@ first `--warmup` steps are discarded and the median of the rest is reported.
 
     python scripts/bench_grpo_vs_trl.py [--steps 10] [--warmup 2] [--threads 2]
 
-Prints s/step for each, reasoner / bare compute (target <= 1.25), and reasoner / TRL last (target <= 0.6).
+Prints s/step (wall and CPU) for each, reasoner / bare compute (target <= 1.25), and reasoner / TRL last (target
+<= 0.6). On a machine busy with other work, `--threads 1 --cpu-time` compares CPU seconds instead.
 """
 from __future__ import annotations
 
@@ -45,17 +46,44 @@ def build(work: Path, steps: int) -> tuple[Path, Path]:
     return model, data
 
 
+class StepClock:
+    """Wall and CPU seconds per step (CPU time is robust to other load on the machine; with one thread it is close
+    to the wall time of a quiet machine)."""
+
+    def __init__(self):
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def start(self):
+        self._w, self._c = time.perf_counter(), time.process_time()
+
+    def stop(self):
+        self.wall.append(time.perf_counter() - self._w)
+        self.cpu.append(time.process_time() - self._c)
+
+    def result(self, tokens: list[float]) -> dict:
+        return {"step_s": self.wall, "cpu_s": self.cpu, "tokens": tokens}
+
+
 def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
     from reasoner.config import load_config
-    from reasoner.training import TrainConfig, train
+    from reasoner.training import TrainConfig
+    from reasoner.training.grpo import run_step, setup
 
     cfg = load_config(TrainConfig, None, [
         f"model.path={model}", f"data.source={data}", f"out_dir={out}", f"steps={steps}",
         f"prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}", f"rollout.max_new_tokens={NEW_TOKENS}",
         f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.tensorboard=false", "log.progress=false",
         "log.plots=false", "log.sample_every=0", "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}}"])
-    records = train(cfg).metrics
-    return {"step_s": [r["time/step"] for r in records], "tokens": [r["length/mean"] for r in records]}
+    trainer = setup(cfg)
+    clock, tokens = StepClock(), []
+    for step in range(1, steps + 1):
+        clock.start()
+        metrics = run_step(trainer, step)
+        clock.stop()
+        tokens.append(metrics["length/mean"])
+    trainer.reward_spec.close()
+    return clock.result(tokens)
 
 
 def run_trl(model: Path, data: Path, steps: int, out: Path) -> dict:
@@ -72,15 +100,14 @@ def run_trl(model: Path, data: Path, steps: int, out: Path) -> dict:
                                      for r in rows])
     spec = RewardSpec.from_config({"math": {"weight": 1.0}, "format": {"weight": 0.1}})
     funcs, weights = trl_reward_funcs(spec)
-    times: list[float] = []
-    lengths: list[float] = []
+    clock, lengths = StepClock(), []
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
-            self.t0 = time.perf_counter()
+            clock.start()
 
         def on_step_end(self, args, state, control, **kw):
-            times.append(time.perf_counter() - self.t0)
+            clock.stop()
 
         def on_log(self, args, state, control, logs=None, **kw):
             if logs and "completions/mean_length" in logs:
@@ -96,7 +123,7 @@ def run_trl(model: Path, data: Path, steps: int, out: Path) -> dict:
                           train_dataset=ds, processing_class=load_tokenizer(str(model)), callbacks=[Timer()])
     trainer.train()
     spec.close()
-    return {"step_s": times, "tokens": lengths}
+    return clock.result(lengths)
 
 
 def run_bare(model_dir: Path, data: Path, steps: int, out: Path) -> dict:
@@ -110,9 +137,9 @@ def run_bare(model_dir: Path, data: Path, steps: int, out: Path) -> dict:
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     prompts = build_prompts(tokenizer, rows)
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR)
-    times, lengths = [], []
+    clock, lengths = StepClock(), []
     for step in range(steps):
-        t0 = time.perf_counter()
+        clock.start()
         batch = [p.text for p in prompts[step * PROMPTS:(step + 1) * PROMPTS] for _ in range(GROUP)]
         enc = tokenizer(batch, return_tensors="pt", padding=True, add_special_tokens=False)
         model.eval()
@@ -129,9 +156,9 @@ def run_bare(model_dir: Path, data: Path, steps: int, out: Path) -> dict:
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        times.append(time.perf_counter() - t0)
+        clock.stop()
         lengths.append(float(width))
-    return {"step_s": times, "tokens": lengths}
+    return clock.result(lengths)
 
 
 RUNNERS = {"reasoner": run_reasoner, "trl": run_trl, "bare": run_bare}
@@ -143,6 +170,9 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=list(RUNNERS), action="append")
+    parser.add_argument("--cpu-time", action="store_true",
+                        help="compare CPU seconds per step instead of wall seconds (for a loaded machine; use "
+                             "with --threads 1)")
     parser.add_argument("--_run", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--_work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -173,17 +203,18 @@ def main() -> None:
             if proc.returncode != 0 or line is None:
                 sys.exit(f"{name} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
             data = json.loads(line[len("RESULT "):])
-            kept = data["step_s"][args.warmup:] or data["step_s"]
-            results[name] = statistics.median(kept)
+            wall = statistics.median(data["step_s"][args.warmup:] or data["step_s"])
+            cpu = statistics.median(data["cpu_s"][args.warmup:] or data["cpu_s"])
+            results[name] = cpu if args.cpu_time else wall
             tokens = statistics.fmean(data["tokens"]) if data["tokens"] else float("nan")
-            print(f"{name:9s} {results[name]:.3f} s/step (median of {len(kept)} steps; "
-                  f"mean completion length {tokens:.1f} tokens; all steps: "
-                  f"{', '.join(f'{t:.2f}' for t in data['step_s'])})", flush=True)
-    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews all three)")
+            print(f"{name:9s} {wall:.3f} s/step wall, {cpu:.3f} s/step CPU (medians after {args.warmup} warm-up "
+                  f"steps; mean completion length {tokens:.1f} tokens)", flush=True)
+    unit = "CPU seconds" if args.cpu_time else "wall seconds"
+    print(f"load average at the end: {os.getloadavg()[0]:.2f} (other work on the machine skews wall times)")
     if "reasoner" in results and "bare" in results:
-        print(f"reasoner / bare compute: {results['reasoner'] / results['bare']:.2f}x  (target <= 1.25)")
+        print(f"reasoner / bare compute ({unit}): {results['reasoner'] / results['bare']:.2f}x  (target <= 1.25)")
     if "reasoner" in results and "trl" in results:
-        print(f"reasoner / TRL GRPOTrainer: {results['reasoner'] / results['trl']:.2f}x  (target <= 0.6)")
+        print(f"reasoner / TRL GRPOTrainer ({unit}): {results['reasoner'] / results['trl']:.2f}x  (target <= 0.6)")
 
 
 if __name__ == "__main__":

@@ -87,6 +87,9 @@ class Backend(ABC):
     def step(self, max_grad_norm: float | None) -> float:
         """Clip, take the optimizer and scheduler step, zero the gradients; returns the pre-clip grad norm."""
         params = [p for p in self.module.parameters() if p.requires_grad]
+        for p in params:  # rows skipped (or none run): their gradient is exactly zero, and the optimizer
+            if p.grad is None:  # must still step (momentum, weight decay) as it would have
+                p.grad = torch.zeros_like(p)
         norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm is not None else float("inf"))
         self.optimizer.step()
         self.scheduler.step()

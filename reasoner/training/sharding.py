@@ -6,8 +6,9 @@
 - Rewards and rollout statistics are all-gathered (`RolloutSummary`, a few numbers per sequence), so that every
   rank computes the same advantages — some estimators normalise over the whole batch — the same zero-variance
   filter and the same metrics. The token ids stay where they were generated.
-- For the update each rank keeps its own rows that survive the filter, padded to the size of the largest
-  shard (`batch.pad_rows`), so all ranks run the same number of passes.
+- For the update each rank keeps its own rows that survive the filter (whole groups: the filter drops groups),
+  padded with whole groups of no-loss rows to the size of the largest shard (`batch.pad_rows`), so all ranks run
+  the same number of passes and make the same shared-prompt decision.
 With one process all of this reduces to the plain single-process step.
 """
 from __future__ import annotations
@@ -87,8 +88,8 @@ def shard_for_update(batch: TrainBatch, keep: torch.Tensor, offset: int, backend
                   for rank in range(backend.world_size))
     if local:
         return pad_rows(batch.select(local), largest)
-    # Nothing of this rank's survives: run padding passes only, built from one of its rows with no loss.
-    empty = pad_rows(batch.select([0]), 1)
+    # Nothing of this rank's survives: run padding passes only, built from its first group with no loss.
+    empty = pad_rows(batch.select(list(range(batch.group_size))), batch.group_size)
     empty.response_mask.zero_()
     empty.advantages.zero_()
     empty.row_padding.fill_(True)

@@ -6,12 +6,19 @@ the full-minibatch loss (the accumulation bug that made early GRPO implementatio
 When μ = 1 and there is a single minibatch the policy has not moved since sampling, so the "old" log-probs are the
 current ones, detached: no extra forward pass.
 
+Zero-advantage groups: with no KL term in the loss and no entropy bonus, a group whose advantages are all zero
+(every completion got the same reward) contributes exactly nothing to the gradient, so its forward/backward is
+skipped while the loss denominators still count its tokens — the update is unchanged, only cheaper. (DAPO's
+`filter_zero_variance` instead removes such groups from the denominators too, which changes the update.) Loss
+statistics (clip fractions, entropy) are then over the rows that were run.
+
 Multi-process (`backend` other than a single process): each rank updates on its own shard of the step's rows. The
 counts behind the loss denominators are summed over ranks and divided by the world size, because data-parallel
 backends *average* gradients over ranks, so the averaged gradient is that of the global minibatch loss. Shards
-are padded to equal size (`TrainBatch.row_padding`) so every rank runs the same number of forward / backward
-passes, which ZeRO-3 and DDP need. With `minibatches == 1` the result equals the single-process update on the
-whole batch; with more, each rank shuffles its own shard (as verl does), so minibatch membership differs.
+are padded to equal size with whole groups that carry no loss (`batch.pad_rows`), and no rows are skipped, so
+every rank runs the same number of forward / backward passes, which ZeRO-3 and DDP need. With
+`minibatches == 1` the result equals the single-process update on the whole batch; with more, each rank shuffles
+its own shard (as verl does), so minibatch membership differs.
 """
 from __future__ import annotations
 
@@ -20,9 +27,9 @@ from dataclasses import fields
 
 import torch
 
-from reasoner.algorithms import aggregate_loss, kl_penalty, policy_loss
+from reasoner.algorithms import aggregate_loss, global_counts, kl_penalty, policy_loss
 from reasoner.training.backend import Backend, SingleProcess
-from reasoner.training.batch import TrainBatch
+from reasoner.training.batch import TrainBatch, group_order
 from reasoner.training.config import AlgorithmConfig, OptimConfig
 from reasoner.training.logprobs import forward_logprobs
 
@@ -46,22 +53,32 @@ def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: Algorith
     additive: dict[str, float] = defaultdict(float)   # summed over micro-batches, averaged over minibatches
     weight_total = 0.0
     grad_norms = []
+    skipped = 0
     backend.train_model.train()
+    g = batch.group_size
     for _ in range(algo.ppo_epochs):
-        order = torch.randperm(batch.size, generator=generator) if algo.ppo_epochs > 1 or algo.minibatches > 1 \
-            else torch.arange(batch.size)
-        for mb_index in order.chunk(algo.minibatches):
+        # Shuffle whole groups (each group's rows stay together, so the prompt is shared within micro-batches).
+        if algo.ppo_epochs == 1 and algo.minibatches == 1:
+            order = torch.arange(batch.size)
+        elif g > 1:
+            order = group_order(batch.size, g, generator)
+        else:
+            order = torch.randperm(batch.size, generator=generator)
+        for mb_index in _split(order, algo.minibatches, g):
             minibatch = batch.select(mb_index)
             num_tokens, num_seqs = _global_counts(backend, minibatch)
             if num_tokens == 0:  # the same on every rank: the counts are global
                 continue
+            # Skipping differs between ranks, and ranks must run the same passes: only a single process skips.
+            rows = _rows_with_gradient(minibatch, algo) if backend.world_size == 1 else torch.arange(minibatch.size)
+            skipped += minibatch.size - len(rows)
             micro = optim.micro_batch_size or minibatch.size
-            starts = list(range(0, minibatch.size, micro))
+            starts = list(range(0, len(rows), micro))
             for i, start in enumerate(starts):
-                part = minibatch.select(torch.arange(start, min(start + micro, minibatch.size)))
+                part = minibatch.select(rows[start:start + micro])
                 with backend.micro_batch(last=i == len(starts) - 1):
-                    stats = _micro_step(backend, part, algo, temperature, num_tokens=num_tokens,
-                                        num_seqs=num_seqs, norm_length=norm_length)
+                    stats = _micro_step(backend, part, algo, temperature, num_tokens=num_tokens, num_seqs=num_seqs,
+                                        norm_length=norm_length)
                 tokens = float(part.response_mask.sum())
                 for key, value in stats.items():
                     if key in _ADDITIVE:
@@ -70,13 +87,16 @@ def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: Algorith
                         weighted[key] += value * tokens
                 weight_total += tokens
             grad_norms.append(backend.step(optim.max_grad_norm))
-    return _reduce_stats(backend, weighted, additive, weight_total, grad_norms)
+    result = _reduce_stats(backend, weighted, additive, weight_total, grad_norms)
+    result["skipped_rows"] = skipped / (batch.size * algo.ppo_epochs)
+    return result
 
 
 def _global_counts(backend: Backend, minibatch: TrainBatch) -> tuple[float, float]:
-    """Loss denominators: tokens and (non-padding) sequences of the global minibatch, divided by the world size."""
-    real_rows = minibatch.size if minibatch.row_padding is None else int((~minibatch.row_padding).sum())
-    tokens, seqs = backend.all_reduce_sum([float(minibatch.response_mask.sum()), float(real_rows)])
+    """Loss denominators: tokens and non-empty sequences of the global minibatch, divided by the world size
+    (padding rows have no tokens, so they are not counted)."""
+    tokens, seqs = global_counts(minibatch.response_mask)
+    tokens, seqs = backend.all_reduce_sum([float(tokens), float(seqs)])
     return tokens / backend.world_size, seqs / backend.world_size
 
 
@@ -96,7 +116,28 @@ def _reduce_stats(backend: Backend, weighted: dict[str, float], additive: dict[s
     return result
 
 
+def _rows_with_gradient(minibatch: TrainBatch, algo: AlgorithmConfig) -> torch.Tensor:
+    """Row indices whose loss terms can have a non-zero gradient (all rows unless zero-advantage skipping applies).
+
+    Skipping is at group granularity when the batch is made of groups, so micro-batches keep whole groups.
+    """
+    everything = torch.arange(minibatch.size)
+    if (algo.kl_beta > 0 and not algo.kl_in_reward) or algo.entropy_coef != 0:
+        return everything
+    adv = minibatch.advantages if minibatch.advantages.dim() == 1 else minibatch.advantages.abs().amax(dim=1)
+    g = minibatch.group_size if minibatch.size % minibatch.group_size == 0 else 1
+    live_groups = (adv.view(-1, g) != 0).any(dim=1)
+    return everything.view(-1, g)[live_groups].flatten()
+
+
 _ADDITIVE = ("loss", "pg_loss")
+
+
+def _split(order: torch.Tensor, parts: int, group_size: int) -> list[torch.Tensor]:
+    """`parts` minibatches of `order`, cut at group boundaries when the batch is made of groups."""
+    if group_size > 1:
+        return [c.flatten() for c in order.view(-1, group_size).chunk(parts)]
+    return list(order.chunk(parts))
 
 
 def _micro_step(backend: Backend, part: TrainBatch, algo: AlgorithmConfig, temperature: float, *, num_tokens: float,

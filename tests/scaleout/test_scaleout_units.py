@@ -49,7 +49,8 @@ class FakeRank(SingleProcess):
 def test_pad_rows_adds_rows_without_loss_and_leaves_the_update_unchanged(model_and_batch, scaleout_model_dir):
     _, _, _, batch = model_and_batch
     padded = pad_rows(batch, batch.size + 3)
-    assert padded.size == batch.size + 3
+    assert padded.size == batch.size + 3 and padded.group_size == 1  # 3 rows are not whole groups of 2
+    assert pad_rows(batch, batch.size + 4).group_size == 2
     assert padded.row_padding.tolist() == [False] * batch.size + [True] * 3
     assert float(padded.response_mask[batch.size:].sum()) == 0.0 and float(padded.advantages[batch.size:].abs().sum()) == 0
 
@@ -65,10 +66,11 @@ def test_pad_rows_adds_rows_without_loss_and_leaves_the_update_unchanged(model_a
 
     # Padding rows are not counted in the sequence-mean denominator either, so the two updates are the same.
     initial = [p.detach().clone() for p in load_model(ModelConfig(path=str(scaleout_model_dir))).parameters()]
-    plain, grown = updated(batch), updated(padded)
+    plain = updated(batch)
     assert max(float((a - i).abs().max()) for a, i in zip(plain, initial)) > 1e-3
-    for a, b in zip(plain, grown):
-        torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    for grown in (updated(padded), updated(pad_rows(batch, batch.size + 4))):
+        for a, b in zip(plain, grown):
+            torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
 
 
 def test_shard_prompts_gives_each_rank_a_contiguous_slice_and_rejects_uneven_splits():
@@ -78,15 +80,17 @@ def test_shard_prompts_gives_each_rank_a_contiguous_slice_and_rejects_uneven_spl
 
 
 def test_shard_for_update_keeps_own_rows_and_pads_to_the_largest_shard(model_and_batch):
-    _, _, _, batch = model_and_batch  # 6 rows: as if each of 2 ranks held 6 of 12 global rows
-    keep = torch.tensor([0, 1, 2, 6, 7, 8, 9, 10])  # rank 0 keeps 3 rows, rank 1 keeps 5
+    _, _, _, batch = model_and_batch  # 3 groups of 2 rows: as if each of 2 ranks held 6 of 12 global rows
+    assert batch.group_size == 2
+    keep = torch.tensor([0, 1, 6, 7, 8, 9, 10, 11])  # rank 0 keeps 1 group, rank 1 all 3
     r0 = shard_for_update(batch, keep, offset=0, backend=FakeRank(0, 2))
     r1 = shard_for_update(batch, keep, offset=6, backend=FakeRank(1, 2))
-    assert r0.size == r1.size == 5
-    assert r0.row_padding.tolist() == [False] * 3 + [True] * 2 and not r1.row_padding.any()
-    assert torch.equal(r0.advantages[:3], batch.advantages[:3])
+    assert r0.size == r1.size == 6 and r0.group_size == r1.group_size == 2  # padded with whole groups
+    assert r0.row_padding.tolist() == [False] * 2 + [True] * 4 and not r1.row_padding.any()
+    assert torch.equal(r0.advantages[:2], batch.advantages[:2]) and float(r0.advantages[2:].abs().sum()) == 0
     none_kept = shard_for_update(batch, torch.tensor([6, 7]), offset=0, backend=FakeRank(0, 2))
     assert none_kept.size == 2 and none_kept.row_padding.all() and float(none_kept.response_mask.sum()) == 0
+    assert none_kept.group_size == 2
     assert shard_for_update(batch, torch.tensor([], dtype=torch.long), offset=0, backend=FakeRank(0, 2)) is None
 
 
