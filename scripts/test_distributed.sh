@@ -11,6 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 DEEPSPEED_VERSION=${DEEPSPEED_VERSION:-0.19.8}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[test-distributed] error: no venv at $VENV (create it with scripts/setup_env.sh, or set VENV)" >&2
+  exit 2
+fi
 if ! "$VENV/bin/python" -c "import deepspeed" >/dev/null 2>&1; then
   echo "[test-distributed] installing deepspeed==$DEEPSPEED_VERSION into $VENV"
   constraint_args=()
