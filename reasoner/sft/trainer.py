@@ -1,7 +1,9 @@
 """The SFT loop: shuffled batches, next-token cross-entropy on response tokens, AdamW, the saved model.
 
 The loss of a batch is the mean over its response tokens (micro-batches are normalised by the batch's global
-token count, so gradient accumulation does not change it). The final model is written with `save_pretrained`
+token count, so gradient accumulation does not change it). Backward, optimizer step and saving go through a
+training backend (reasoner.training.backend): one process, or several under torchrun with DDP or DeepSpeed ZeRO,
+where every rank draws the same batch, trains on its share and only rank 0 writes. The final model is written with `save_pretrained`
 (plus the tokenizer) to `<out_dir>/model`, which the GRPO trainer, `reasoner eval` and `from_pretrained` load.
 """
 from __future__ import annotations
@@ -19,8 +21,10 @@ from reasoner.data import load_examples
 from reasoner.models import load_model, load_tokenizer
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, tokenize_examples
+from reasoner.training.backend import Backend, SingleProcess, make_backend
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.rng import set_seed
+from reasoner.training.sharding import shard_examples
 
 
 @dataclass
@@ -33,12 +37,14 @@ class SFTResult:
 
 def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
     """Fine-tunes `cfg.model` on `rows` (or on `cfg.data`); returns where the model was saved."""
+    backend = make_backend(cfg.distributed)  # first: it picks this rank's device
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if backend.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    set_seed(cfg.seed)
+    set_seed(cfg.seed)  # the same on every rank: all draw the same batches, each trains on its share
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     model = load_model(cfg.model)
     rows = rows if rows is not None else load_examples(cfg.data, require_answer=False)
@@ -51,28 +57,26 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * steps_per_epoch)))
     optimizer = build_optimizer(model, cfg.optim)
-    scheduler = build_scheduler(optimizer, cfg.optim, total)
+    backend.prepare(model, optimizer, build_scheduler(optimizer, cfg.optim, total),
+                    max_grad_norm=cfg.optim.max_grad_norm)
     pad_id = tokenizer.pad_token_id
     gen = torch.Generator().manual_seed(cfg.seed)
-    device = next(model.parameters()).device
-    log = (out / "metrics.jsonl").open("w")
-    progress = _progress(cfg, total)
+    device = backend.device
+    log = (out / "metrics.jsonl").open("w") if backend.is_main else None
+    progress = _progress(cfg, total) if backend.is_main else None
     loss_value = float("nan")
     order: list[int] = []
-    model.train()
+    backend.train_model.train()
     for step in range(1, total + 1):
         if len(order) < cfg.batch_size:
             order += torch.randperm(len(examples), generator=gen).tolist()
         batch_idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
         t0 = time.perf_counter()
-        loss_value, tokens = train_batch(model, [examples[i] for i in batch_idx], pad_id, cfg, device)
-        grad_norm = torch.nn.utils.clip_grad_norm_(
-            model.parameters(), cfg.optim.max_grad_norm if cfg.optim.max_grad_norm else float("inf"))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        if step % cfg.log_every == 0 or step == total:
-            rec = {"step": step, "loss": loss_value, "grad_norm": float(grad_norm), "lr": scheduler.get_last_lr()[0],
+        loss_value, tokens = train_batch(model, [examples[i] for i in batch_idx], pad_id, cfg, device,
+                                         backend=backend)
+        grad_norm = backend.step(cfg.optim.max_grad_norm)
+        if log is not None and (step % cfg.log_every == 0 or step == total):
+            rec = {"step": step, "loss": loss_value, "grad_norm": grad_norm, "lr": backend.scheduler.get_last_lr()[0],
                    "tokens": tokens, "time/step": time.perf_counter() - t0}
             log.write(json.dumps(rec) + "\n")
             log.flush()
@@ -81,29 +85,41 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
             progress.set_postfix(loss=f"{loss_value:.3f}")
     if progress is not None:
         progress.close()
-    log.close()
+    if log is not None:
+        log.close()
     final = out / "model"
-    model.save_pretrained(final, safe_serialization=True)
-    tokenizer.save_pretrained(final)
+    backend.save_model(final, tokenizer)
+    backend.close()
     return SFTResult(out_dir=out, final_model=final, steps=total, final_loss=loss_value)
 
 
-def train_batch(model, batch: list[SFTExample], pad_id: int, cfg: SFTConfig, device) -> tuple[float, int]:
-    """Forward/backward over `batch` in micro-batches; returns (mean response-token loss, response tokens)."""
-    num_tokens = sum(sum(e.loss_mask[1:]) for e in batch)  # the first token is never predicted
+def train_batch(model, batch: list[SFTExample], pad_id: int, cfg: SFTConfig, device, *,
+                backend: Backend | None = None) -> tuple[float, int]:
+    """Forward/backward over `batch` in micro-batches; returns (mean response-token loss, response tokens).
+
+    With a multi-process `backend`, `batch` is the whole step's batch: this rank runs its share, and the loss is
+    normalised by the token count of the whole batch (divided by the world size: gradients are averaged)."""
+    backend = backend or SingleProcess.wrapping(model, None, None)
+    mine = shard_examples(batch, backend)
+    local_tokens = sum(sum(e.loss_mask[1:]) for e in mine)  # the first token is never predicted
+    num_tokens = backend.all_reduce_sum([local_tokens])[0]
     if num_tokens == 0:
         return 0.0, 0
-    micro = cfg.optim.micro_batch_size or len(batch)
+    norm = num_tokens / backend.world_size
+    micro = cfg.optim.micro_batch_size or len(mine)
+    starts = list(range(0, len(mine), micro))
     total = 0.0
-    for start in range(0, len(batch), micro):
-        input_ids, attention, labels = collate_sft(batch[start:start + micro], pad_id)
-        logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device), use_cache=False).logits
-        loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
-                                                 labels[:, 1:].flatten().to(device), ignore_index=-100,
-                                                 reduction="sum") / num_tokens
-        loss.backward()
+    for i, start in enumerate(starts):
+        with backend.micro_batch(last=i == len(starts) - 1):
+            input_ids, attention, labels = collate_sft(mine[start:start + micro], pad_id)
+            logits = backend.train_model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                                         use_cache=False).logits
+            loss = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(),
+                                                     labels[:, 1:].flatten().to(device), ignore_index=-100,
+                                                     reduction="sum") / norm
+            backend.backward(loss)
         total += float(loss.detach())
-    return total, num_tokens
+    return backend.all_reduce_sum([total])[0] / backend.world_size, int(num_tokens)
 
 
 def collate_sft(batch: list[SFTExample], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -94,3 +95,15 @@ def shard_for_update(batch: TrainBatch, keep: torch.Tensor, offset: int, backend
     empty.advantages.zero_()
     empty.row_padding.fill_(True)
     return pad_rows(empty, largest)
+
+
+def shard_examples(batch: Sequence[Any], backend: Backend) -> list[Any]:
+    """This rank's share of an SFT batch (every rank drew the same one): rows `rank, rank + W, ...`, padded with
+    copies of the first row that have no target tokens (`loss_mask` all 0), so every rank runs the same number of
+    micro-batches. The examples only need a `loss_mask` field."""
+    if backend.world_size == 1:
+        return list(batch)
+    mine = list(batch[backend.rank::backend.world_size])
+    size = -(-len(batch) // backend.world_size)
+    blank = replace(batch[0], loss_mask=[0] * len(batch[0].loss_mask))
+    return mine + [blank] * (size - len(mine))

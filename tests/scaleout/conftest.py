@@ -36,11 +36,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def torchrun(nproc: int, script: Path, args: list[str], *, timeout: float = 600,
+def torchrun(nproc: int, script: Path | str, args: list[str], *, timeout: float = 600,
              env: dict | None = None) -> subprocess.CompletedProcess:
-    """`torchrun --nproc_per_node nproc script args` (one thread per process: the machine has few cores)."""
+    """`torchrun --nproc_per_node nproc script args` (one thread per process: the machine has few cores);
+    `script` may be `-m module` to launch a module, as users launch `-m reasoner`."""
+    target = script.split() if isinstance(script, str) and script.startswith("-m ") else [str(script)]
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc), "--master_addr",
-           "127.0.0.1", "--master_port", str(free_port()), str(script), *args]
+           "127.0.0.1", "--master_port", str(free_port()), *target, *args]
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false",
                 "PYTHONPATH": str(REPO), **(env or {})}
     return subprocess.run(cmd, env=full_env, capture_output=True, text=True, timeout=timeout)
@@ -77,3 +79,30 @@ def next_token_probs(model, prompt: list[int]):
     import torch
     with torch.no_grad():
         return torch.softmax(model(torch.tensor([prompt])).logits[0, -1].float(), dim=-1).tolist()
+
+
+# Parameter agreement between a multi-process run and the single-process run on the same global batches.
+# AdamW divides each gradient by its own running size, so a parameter whose gradient is a sum of nearly cancelling
+# terms (whose rounding depends on how the batch was split) can move differently by a visible fraction of the
+# learning rate; almost all parameters agree to float precision. Hence two bounds: the mean difference, which any
+# real error (a missing all-reduce, a mis-scaled loss) moves by orders of magnitude, and a looser maximum.
+MEAN_TOL, MAX_TOL = 1e-6, 1e-4
+
+
+def parameter_agreement(run: Path, reference: Path, initial: Path) -> dict[str, float]:
+    """Mean / max |run − reference| over all parameters of the final models, and how far training moved them."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = load_file(str(run / "model" / "model.safetensors")), load_file(str(reference / "model" / "model.safetensors"))
+    init = load_file(str(initial / "model.safetensors"))
+    gap = torch.cat([(a[k] - b[k]).abs().flatten() for k in b])
+    moved = torch.cat([(b[k] - init[k]).abs().flatten() for k in b])
+    return {"mean": float(gap.mean()), "max": float(gap.max()), "moved_mean": float(moved.mean()),
+            "moved_max": float(moved.max())}
+
+
+def assert_parameters_agree(run: Path, reference: Path, initial: Path) -> None:
+    d = parameter_agreement(run, reference, initial)
+    assert d["moved_mean"] > 100 * MEAN_TOL and d["moved_max"] > 10 * MAX_TOL, f"the reference barely trained: {d}"
+    assert d["mean"] < MEAN_TOL and d["max"] < MAX_TOL, f"parameters differ: {d}"
