@@ -3,8 +3,9 @@
 The loss of a batch is the mean over its response tokens (micro-batches are normalised by the batch's global
 token count, so gradient accumulation does not change it). Backward, optimizer step and saving go through a
 training backend (reasoner.training.backend): one process, or several under torchrun with DDP or DeepSpeed ZeRO,
-where every rank draws the same batch, trains on its share and only rank 0 writes. The final model is written with `save_pretrained`
-(plus the tokenizer) to `<out_dir>/model`, which the GRPO trainer, `reasoner eval` and `from_pretrained` load.
+where every rank draws the same batch, trains on its share and only rank 0 writes. The final model is written
+with `save_pretrained` (plus the tokenizer) to `<out_dir>/model`, which the GRPO trainer, `reasoner eval` and
+`from_pretrained` load.
 """
 from __future__ import annotations
 
