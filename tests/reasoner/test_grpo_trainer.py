@@ -64,16 +64,18 @@ def test_update_changes_parameters_and_lowers_the_surrogate_loss_on_a_fixed_batc
     assert surrogate() < loss_before - 1e-3
 
 
-def test_train_end_to_end_writes_metrics_checkpoints_model_and_report(tiny_model_dir, tmp_path):
-    cfg = small_config(tiny_model_dir, tmp_path / "run", **{"log.plots": "true", "log.tensorboard": "true"})
+def test_train_end_to_end_writes_metrics_checkpoints_model_and_report(tiny_model_dir, tmp_path, dense_reward):
+    cfg = small_config(tiny_model_dir, tmp_path / "run", **{"log.plots": "true", "log.tensorboard": "true",
+                                                            "reward.verifiers": dense_reward})
     result = train(cfg)
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
     assert [r["step"] for r in records] == [1, 2]
-    for key in ("reward/mean", "reward/std", "reward/math/mean", "reward/format/mean", "pass@1", "pass@G",
+    assert records[0]["skipped_rows"] == 0.0  # the dense reward gives every group some variance
+    for key in ("reward/mean", "reward/std", "reward/math/mean", "reward/digits/mean", "pass@1", "pass@G",
                 "length/mean", "length/min", "length/max", "truncation_ratio", "zero_variance_groups", "entropy",
                 "clip_frac_low", "clip_frac_high", "grad_norm", "tokens_per_s", "time/generate", "time/score",
-                "time/update", "lr", "status/math/wrong"):
-        assert key in records[0] or key.startswith("status/"), key
+                "time/update", "lr", "status/math/no_answer", "skipped_rows"):
+        assert key in records[0], key
     assert 0.0 <= records[0]["pass@1"] <= records[0]["pass@G"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "report.md").exists()
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"reward.png", "pass_at_k.png",
