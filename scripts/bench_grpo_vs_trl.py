@@ -5,7 +5,10 @@ Same tiny Qwen3-config model (hidden 192, 6 layers, 1,024-token BPE; ~2.6M param
 that completions run to the length limit in every system), same prompts (the arithmetic task, chat template),
 16 prompts x 8 completions x 48 new tokens per step, temperature 1, beta 0, lr 1e-5, float32, no gradient
 checkpointing (TRL's defaults of bf16 + checkpointing are slower on CPU; they are turned off to compare with TRL
-at its fastest), the same math + format rewards (TRL gets them through `verifiers.adapters`).
+at its fastest), the same rewards: math + format (TRL gets them through `verifiers.adapters`) plus a dense reward,
+the fraction of digit characters. An untrained model gets 0 from math and format on every completion; without
+the dense reward every group would have zero advantage, and reasoner — which skips groups that carry no gradient —
+would do no update at all while TRL still does. With it, every group varies and both do the full update.
 
 "Bare compute" is the floor: one `model.generate` of the same batch plus one forward/backward and optimizer step
 over the same tokens, with nothing else. Each system runs in its own subprocess with the same thread count; the
@@ -65,6 +68,23 @@ class StepClock:
         return {"step_s": self.wall, "cpu_s": self.cpu, "tokens": tokens}
 
 
+def digit_fraction(text: str) -> float:
+    return sum(ch.isdigit() for ch in text) / max(len(text), 1)
+
+
+def register_digit_verifier() -> None:
+    from verifiers import Score, registry
+    from verifiers.types import Verifier
+
+    class DigitFraction(Verifier):
+        name = "digits"
+
+        def score(self, completion, example):
+            return Score(value=digit_fraction(completion), status="scored", details={})
+
+    registry.register("digits", lambda options: DigitFraction())
+
+
 def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
     from reasoner.config import load_config
     from reasoner.training import TrainConfig
@@ -74,7 +94,9 @@ def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
         f"model.path={model}", f"data.source={data}", f"out_dir={out}", f"steps={steps}",
         f"prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}", f"rollout.max_new_tokens={NEW_TOKENS}",
         f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.tensorboard=false", "log.progress=false",
-        "log.plots=false", "log.sample_every=0", "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}}"])
+        "log.plots=false", "log.sample_every=0",
+        "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}, digits: {weight: 1.0}}"])
+    register_digit_verifier()
     trainer = setup(cfg)
     clock, tokens = StepClock(), []
     for step in range(1, steps + 1):
@@ -82,6 +104,7 @@ def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
         metrics = run_step(trainer, step)
         clock.stop()
         tokens.append(metrics["length/mean"])
+        assert metrics["skipped_rows"] == 0.0, "the benchmark must do the full update every step"
     trainer.reward_spec.close()
     return clock.result(tokens)
 
@@ -100,6 +123,11 @@ def run_trl(model: Path, data: Path, steps: int, out: Path) -> dict:
                                      for r in rows])
     spec = RewardSpec.from_config({"math": {"weight": 1.0}, "format": {"weight": 0.1}})
     funcs, weights = trl_reward_funcs(spec)
+
+    def digits(completions, **kwargs):
+        return [digit_fraction(c[-1]["content"] if isinstance(c, list) else c) for c in completions]
+
+    funcs, weights = funcs + [digits], weights + [1.0]
     clock, lengths = StepClock(), []
 
     class Timer(TrainerCallback):
