@@ -16,6 +16,7 @@ COMMANDS = {
     "eval": ("reasoner.commands.eval", "evaluate a model on benchmarks: pass@k, maj@k, lengths"),
     "distill": ("reasoner.commands.distill", "rejection-sampling distillation: verified teacher traces -> SFT data"),
     "pipeline": ("reasoner.commands.pipeline", "the R1 recipe from one YAML: SFT -> GRPO -> distill -> SFT -> eval"),
+    "serve": ("reasoner.commands.serve", "a vLLM rollout server that trainers push weights to"),
 }
 
 
@@ -46,7 +47,8 @@ def _module(command: str):
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """`--config FILE` plus trailing `key=value` overrides, shared by every stage."""
-    parser.add_argument("--config", "-c", help="YAML config file")
+    parser.add_argument("--config", "-c", action="append",
+                        help="YAML config file or shipped config name (reasoner/configs); repeat to merge in order")
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config values (dotted keys)")
 
 

@@ -97,26 +97,40 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(cls: type[T], path: str | Path | None = None, overrides: list[str] | None = None,
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+def resolve_config_path(name: str | Path) -> Path:
+    """A config file path, or the name of a config shipped in `reasoner/configs` (`grpo_gsm8k`)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    shipped = CONFIG_DIR / (path.name if path.suffix == ".yaml" else f"{path.name}.yaml")
+    if shipped.exists() and len(path.parts) == 1:
+        return shipped
+    choices = ", ".join(sorted(p.stem for p in CONFIG_DIR.glob("*.yaml")))
+    raise ConfigError(f"config file not found: {name} (shipped configs: {choices})")
+
+
+def load_config(cls: type[T], path: str | Path | list[str | Path] | None = None, overrides: list[str] | None = None,
                 defaults: dict[str, Any] | None = None) -> T:
-    """Defaults (dict) <- YAML file <- `key=value` overrides, validated into `cls`."""
+    """Defaults (dict) <- YAML file(s), merged in order <- `key=value` overrides, validated into `cls`."""
     data: dict[str, Any] = dict(defaults or {})
-    if path is not None:
-        path = Path(path)
+    paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
+    for item in paths:
+        file = resolve_config_path(item)
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except FileNotFoundError:
-            raise ConfigError(f"config file not found: {path}") from None
+            loaded = yaml.safe_load(file.read_text()) or {}
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: invalid YAML: {e}") from None
+            raise ConfigError(f"{file}: invalid YAML: {e}") from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: top level must be a mapping")
+            raise ConfigError(f"{file}: top level must be a mapping")
+        try:
+            from_dict(cls, merge(data, loaded))  # validate each file on its own, so errors name the right file
+        except ConfigError as e:
+            raise ConfigError(f"{file}: {e}") from None
         data = merge(data, loaded)
-    try:
-        data = merge(data, parse_overrides(overrides or []))
-        return from_dict(cls, data)
-    except ConfigError as e:
-        raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
+    return from_dict(cls, merge(data, parse_overrides(overrides or [])))
 
 
 def save_config(cfg: Any, path: str | Path) -> None:

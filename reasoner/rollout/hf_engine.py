@@ -1,6 +1,8 @@
 """The built-in engine: Hugging Face `generate`, batched and left-padded, sharing the trainer's model.
 
-Because it samples from the very module being trained, weight sync is a no-op. Sampling log-probs are
+Because it samples from the very module being trained, weight sync is a no-op. The `n` samples of a prompt share
+its prefill: each distinct prompt is encoded once and its KV cache repeated `n` times before `generate` continues
+from it. Sampling log-probs are
 recorded by a logits processor that sees the raw logits of each step (custom processors run before the
 temperature / top-p warpers) and keeps only the previous step's log-softmax — memory O(batch × vocab) rather than
 the O(batch × length × vocab) of `output_logits=True`.
@@ -36,6 +38,24 @@ class _LogprobRecorder:
         return torch.stack(self.steps, dim=1) if self.steps else torch.zeros(last_tokens.shape[0], 0)
 
 
+def sampling_settings(params: SamplingParams) -> dict:
+    """The `generate` settings that shape the sampling distribution, set explicitly.
+
+    `generate` fills any setting left at None from the model's `generation_config` (a checkpoint's own
+    `generation_config.json`: Qwen2.5-Instruct ships top_p=0.8, top_k=20, repetition_penalty=1.05) and then from
+    library defaults (top_k=50). RL must sample from exactly the distribution the trainer scores — plain
+    temperature-scaled logits with only the truncations asked for — so these are never left to be filled in,
+    and `_generate_batch` shows `generate` a neutral model config for everything else.
+    """
+    greedy = params.temperature == 0
+    return dict(
+        do_sample=not greedy, temperature=1.0 if greedy else params.temperature,
+        top_p=1.0 if greedy else params.top_p, top_k=0 if greedy else params.top_k, min_p=0.0, typical_p=1.0,
+        epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0,
+        min_new_tokens=0, renormalize_logits=False,
+    )
+
+
 class HFEngine(RolloutEngine):
     def __init__(self, model, tokenizer, *, max_batch_size: int = 256):
         self.model = model
@@ -53,13 +73,14 @@ class HFEngine(RolloutEngine):
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
-        expanded = [list(p) for p in prompts for _ in range(params.n)]  # groups contiguous
+        per_call = max(1, self.max_batch_size // params.n)  # whole groups per generate call
         flat: list[Completion] = []
-        for start in range(0, len(expanded), self.max_batch_size):
-            flat.extend(self._generate_batch(expanded[start:start + self.max_batch_size], params))
+        for start in range(0, len(prompts), per_call):
+            flat.extend(self._generate_batch([list(p) for p in prompts[start:start + per_call]], params))
         return [flat[i * params.n:(i + 1) * params.n] for i in range(len(prompts))]
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
+        """`params.n` completions for each of `prompts`, groups contiguous."""
         from transformers import GenerationConfig, LogitsProcessorList
 
         device = next(self.model.parameters()).device
@@ -69,30 +90,29 @@ class HFEngine(RolloutEngine):
         for i, p in enumerate(prompts):
             input_ids[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
             attention[i, width - len(p):] = 1
+        input_ids, attention = input_ids.to(device), attention.to(device)
         stop_ids = self.stop_ids(params)
-        greedy = params.temperature == 0
-        # A fresh GenerationConfig: a checkpoint's own defaults (repetition penalty, top_k=50, ...) must not leak
-        # into RL sampling, whose log-probs the trainer recomputes from plain temperature-scaled logits.
-        gen_cfg = GenerationConfig(
-            do_sample=not greedy, temperature=None if greedy else params.temperature,
-            top_p=None if greedy or params.top_p >= 1 else params.top_p,
-            top_k=None if greedy or params.top_k <= 0 else params.top_k,
-            max_new_tokens=params.max_new_tokens, eos_token_id=stop_ids, pad_token_id=self.pad_id,
-            bos_token_id=None, return_dict_in_generate=True, use_cache=True,
-        )
+        gen_cfg = GenerationConfig(**sampling_settings(params), max_new_tokens=params.max_new_tokens,
+                                   eos_token_id=stop_ids, pad_token_id=self.pad_id, bos_token_id=None,
+                                   return_dict_in_generate=True, use_cache=True)
         recorder = _LogprobRecorder(params.temperature)
-        was_training = self.model.training
+        was_training, own_defaults = self.model.training, self.model.generation_config
         self.model.eval()
+        self.model.generation_config = GenerationConfig()  # nothing of the checkpoint's defaults gets merged in
         try:
-            out = self.model.generate(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+            cache = self._shared_prefill(input_ids, attention, params.n)
+            input_ids = input_ids.repeat_interleave(params.n, dim=0)
+            attention = attention.repeat_interleave(params.n, dim=0)
+            out = self.model.generate(input_ids=input_ids, attention_mask=attention, past_key_values=cache,
                                       generation_config=gen_cfg, logits_processor=LogitsProcessorList([recorder]))
         finally:
+            self.model.generation_config = own_defaults
             self.model.train(was_training)
         new_tokens = out.sequences[:, width:].cpu()
         logprobs = recorder.finish(new_tokens[:, -1].to(device)).cpu() if new_tokens.shape[1] else None
         stop_set = set(stop_ids)
         completions = []
-        for i in range(len(prompts)):
+        for i in range(len(input_ids)):
             ids = new_tokens[i].tolist()
             end = next((j for j, t in enumerate(ids) if t in stop_set), None)
             if end is None:
@@ -100,3 +120,18 @@ class HFEngine(RolloutEngine):
             else:
                 completions.append(Completion(ids[:end + 1], logprobs[i, :end + 1].tolist(), "stop"))
         return completions
+
+    def _shared_prefill(self, input_ids: torch.Tensor, attention: torch.Tensor, n: int):
+        """The KV cache of every prompt but its last token, computed once and repeated `n` times (None if n = 1).
+
+        `generate` then only runs the last prompt token before sampling; the result is the same as prefilling
+        each of the n copies separately.
+        """
+        if n == 1 or input_ids.shape[1] < 2:
+            return None
+        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+        out = self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
+                         position_ids=position_ids[:, :-1], use_cache=True, logits_to_keep=1)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(n)
+        return cache

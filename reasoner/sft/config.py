@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 from reasoner.data.datasets import DataConfig
 from reasoner.models.loading import ModelConfig
+from reasoner.training.backend import DistributedConfig
 from reasoner.training.config import OptimConfig
 
 
@@ -43,3 +44,4 @@ class SFTConfig:
     log_every: int = 10
     threads: int = 0
     progress: bool = True
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # ddp / deepspeed under torchrun

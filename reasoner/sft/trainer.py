@@ -1,14 +1,11 @@
 """The SFT loop: shuffled batches, next-token cross-entropy on response tokens, AdamW, the saved model.
 
 The loss of a batch is the mean over its response tokens (micro-batches are normalised by the batch's global
-token count, so gradient accumulation does not change it). The final model is written with `save_pretrained`
-(plus the tokenizer) to `<out_dir>/model`, which the GRPO trainer, `reasoner eval` and `from_pretrained` load;
-with LoRA that is the merged model, and the adapter alone goes to `<out_dir>/adapter`.
-
-A step is three small pieces: `sft_loss` (forward + loss of one micro-batch), `backend.backward(loss)` and
-`backend.step()` (clip, optimizer, scheduler). `TorchBackend` is plain PyTorch; a DeepSpeed engine offers the
-same two calls (`engine.backward`, `engine.step`), so a backend wrapping it can replace this one without touching
-the loop.
+token count, so gradient accumulation does not change it). Backward, optimizer step and saving go through a
+training backend (reasoner.training.backend): one process, or several under torchrun with DDP or DeepSpeed ZeRO,
+where every rank draws the same batch, trains on its share and only rank 0 writes. The final model is written
+with `save_pretrained` (plus the tokenizer) to `<out_dir>/model`, which the GRPO trainer, `reasoner eval` and
+`from_pretrained` load; with LoRA that is the merged model, and the adapter alone goes to `<out_dir>/adapter`.
 """
 from __future__ import annotations
 
@@ -24,8 +21,10 @@ from reasoner.config import save_config
 from reasoner.models import load_model, load_tokenizer
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, load_sft_rows, pack_examples, tokenize_examples
+from reasoner.training.backend import Backend, SingleProcess, make_backend
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.rng import set_seed
+from reasoner.training.sharding import shard_examples
 
 
 @dataclass
@@ -36,69 +35,50 @@ class SFTResult:
     final_loss: float
 
 
-class TorchBackend:
-    """backward / optimizer step for a model in this process (the seam for a DeepSpeed backend)."""
-
-    def __init__(self, model: torch.nn.Module, cfg: SFTConfig, total_steps: int):
-        self.model = model
-        self.optimizer = build_optimizer(model, cfg.optim)
-        self.scheduler = build_scheduler(self.optimizer, cfg.optim, total_steps)
-        self.max_grad_norm = cfg.optim.max_grad_norm
-
-    def backward(self, loss: torch.Tensor) -> None:
-        loss.backward()
-
-    def step(self) -> float:
-        """Clip, step, schedule, zero; returns the gradient norm before clipping."""
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, self.max_grad_norm or float("inf"))
-        self.optimizer.step()
-        self.scheduler.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return float(grad_norm)
-
-    @property
-    def lr(self) -> float:
-        return self.scheduler.get_last_lr()[0]
-
-
 def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
     """Fine-tunes `cfg.model` on `rows` (or on `cfg.data`); returns where the model was saved."""
+    backend = make_backend(cfg.distributed)  # first: it picks this rank's device
     out = Path(cfg.out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_config(cfg, out / "config.yaml")
+    if backend.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(cfg, out / "config.yaml")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
-    set_seed(cfg.seed)
+    set_seed(cfg.seed)  # the same on every rank: all draw the same batches, each trains on its share
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     examples = prepare_examples(tokenizer, rows, cfg)  # data errors surface before the model loads
     model = wrap_lora(load_model(cfg.model), cfg)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(examples) / cfg.batch_size))))
-    backend = TorchBackend(model, cfg, total)
-    device = next(model.parameters()).device
+    optimizer = build_optimizer(model, cfg.optim)
+    backend.prepare(model, optimizer, build_scheduler(optimizer, cfg.optim, total),
+                    max_grad_norm=cfg.optim.max_grad_norm)
     gen = torch.Generator().manual_seed(cfg.seed)
-    progress = _progress(cfg, total)
+    log = (out / "metrics.jsonl").open("w") if backend.is_main else None
+    progress = _progress(cfg, total) if backend.is_main else None
     loss_value, order = float("nan"), []
-    model.train()
-    with (out / "metrics.jsonl").open("w") as log:
-        for step in range(1, total + 1):
-            if len(order) < cfg.batch_size:
-                order += torch.randperm(len(examples), generator=gen).tolist()
-            batch_idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
-            t0 = time.perf_counter()
-            loss_value, tokens = train_batch(model, [examples[i] for i in batch_idx], tokenizer.pad_token_id, cfg,
-                                             device, backward=backend.backward)
-            grad_norm = backend.step()
-            if step % cfg.log_every == 0 or step == total:
-                log.write(json.dumps({"step": step, "loss": loss_value, "grad_norm": grad_norm, "lr": backend.lr,
-                                      "tokens": tokens, "time/step": time.perf_counter() - t0}) + "\n")
-                log.flush()
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix(loss=f"{loss_value:.3f}")
+    backend.train_model.train()
+    for step in range(1, total + 1):
+        if len(order) < cfg.batch_size:
+            order += torch.randperm(len(examples), generator=gen).tolist()
+        batch_idx, order = order[:cfg.batch_size], order[cfg.batch_size:]
+        t0 = time.perf_counter()
+        loss_value, tokens = train_batch(model, [examples[i] for i in batch_idx], tokenizer.pad_token_id, cfg,
+                                         backend.device, backend=backend)
+        grad_norm = backend.step(cfg.optim.max_grad_norm)
+        if log is not None and (step % cfg.log_every == 0 or step == total):
+            log.write(json.dumps({"step": step, "loss": loss_value, "grad_norm": grad_norm,
+                                  "lr": backend.scheduler.get_last_lr()[0], "tokens": tokens,
+                                  "time/step": time.perf_counter() - t0}) + "\n")
+            log.flush()
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(loss=f"{loss_value:.3f}")
     if progress is not None:
         progress.close()
-    final = save_model(model, tokenizer, out, lora=cfg.lora.enabled)
+    if log is not None:
+        log.close()
+    final = save_model(backend, tokenizer, out, lora=cfg.lora.enabled)
+    backend.close()
     return SFTResult(out_dir=out, final_model=final, steps=total, final_loss=loss_value)
 
 
@@ -134,30 +114,44 @@ def wrap_lora(model, cfg: SFTConfig):
     return get_peft_model(model, lora)
 
 
-def save_model(model, tokenizer, out: Path, *, lora: bool) -> Path:
+def save_model(backend: Backend, tokenizer, out: Path, *, lora: bool) -> Path:
     """`<out>/model`: a plain `from_pretrained` checkpoint (LoRA merged into it; the adapter in `<out>/adapter`)."""
     final = out / "model"
-    if lora:
-        model.save_pretrained(out / "adapter")
-        model = model.merge_and_unload()
-    model.save_pretrained(final, safe_serialization=True)
-    tokenizer.save_pretrained(final)
+    if not lora:
+        backend.save_model(final, tokenizer)
+        return final
+    with backend.full_weights() as model:
+        if backend.is_main:
+            model.save_pretrained(out / "adapter")
+            merged = model.merge_and_unload()
+            merged.save_pretrained(final, safe_serialization=True)
+            tokenizer.save_pretrained(final)
+    backend.barrier()
     return final
 
 
-def train_batch(model, batch: list[SFTExample], pad_id: int, cfg: SFTConfig, device,
-                backward=lambda loss: loss.backward()) -> tuple[float, int]:
-    """Forward/backward over `batch` in micro-batches; returns (mean response-token loss, response tokens)."""
-    num_tokens = sum(sum(e.loss_mask[1:]) for e in batch)  # the first token is never predicted
+def train_batch(model, batch: list[SFTExample], pad_id: int, cfg: SFTConfig, device, *,
+                backend: Backend | None = None) -> tuple[float, int]:
+    """Forward/backward over `batch` in micro-batches; returns (mean response-token loss, response tokens).
+
+    With a multi-process `backend`, `batch` is the whole step's batch: this rank runs its share, and the loss is
+    normalised by the token count of the whole batch (divided by the world size: gradients are averaged)."""
+    backend = backend or SingleProcess.wrapping(model, None, None)
+    mine = shard_examples(batch, backend)
+    local_tokens = sum(sum(e.loss_mask[1:]) for e in mine)  # the first token is never predicted
+    num_tokens = backend.all_reduce_sum([local_tokens])[0]
     if num_tokens == 0:
         return 0.0, 0
-    micro = cfg.optim.micro_batch_size or len(batch)
+    norm = num_tokens / backend.world_size
+    micro = cfg.optim.micro_batch_size or len(mine)
+    starts = list(range(0, len(mine), micro))
     total = 0.0
-    for start in range(0, len(batch), micro):
-        loss = sft_loss(model, collate_sft(batch[start:start + micro], pad_id), num_tokens, device)
-        backward(loss)
+    for i, start in enumerate(starts):
+        with backend.micro_batch(last=i == len(starts) - 1):
+            loss = sft_loss(backend.train_model, collate_sft(mine[start:start + micro], pad_id), norm, device)
+            backend.backward(loss)
         total += float(loss.detach())
-    return total, num_tokens
+    return backend.all_reduce_sum([total])[0] / backend.world_size, int(num_tokens)
 
 
 def sft_loss(model, tensors: dict[str, torch.Tensor], num_tokens: int, device) -> torch.Tensor:

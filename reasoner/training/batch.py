@@ -60,6 +60,8 @@ class TrainBatch:
     engine_logprobs: torch.Tensor        # [N, T] float, sampling log-probs reported by the engine
     old_logprobs: torch.Tensor | None = None   # [N, T] policy before this step's updates (when μ>1 or minibatches>1)
     ref_logprobs: torch.Tensor | None = None   # [N, T] reference policy (when kl_beta > 0)
+    row_padding: torch.Tensor | None = None    # [N] bool: rows added only to even out ranks (no loss, not counted)
+    group_size: int = 1                  # rows come in whole groups of this size sharing a prompt (1: unknown)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -75,10 +77,12 @@ class TrainBatch:
         return self.input_ids[:, -self.response_width:]
 
     def select(self, index: torch.Tensor | Sequence[int]) -> "TrainBatch":
-        """Rows `index`, with columns that are padding in every selected row trimmed away."""
+        """Rows `index`, with columns that are padding in every selected row trimmed away. The group structure is
+        kept when `index` is a sequence of whole groups, each in order."""
         index = torch.as_tensor(index, dtype=torch.long)
         rows = {f.name: (v[index] if isinstance(v := getattr(self, f.name), torch.Tensor) else v)
                 for f in fields(self)}
+        rows["group_size"] = self.group_size if _whole_groups(index, self.group_size) else 1
         batch = replace(self, **rows)
         return batch._trimmed()
 
@@ -106,6 +110,19 @@ class TrainBatch:
         )
 
 
+def _whole_groups(index: torch.Tensor, g: int) -> bool:
+    if g <= 1 or len(index) % g:
+        return False
+    groups = index.view(-1, g)
+    return bool(((groups[:, 0] % g) == 0).all() and (groups - groups[:, :1] == torch.arange(g)).all())
+
+
+def group_order(num_rows: int, group_size: int, generator: torch.Generator) -> torch.Tensor:
+    """A random order of rows that keeps each group's rows together and in order (shuffles whole groups)."""
+    groups = torch.randperm(num_rows // group_size, generator=generator)
+    return (groups[:, None] * group_size + torch.arange(group_size)).flatten()
+
+
 def collate(rollouts: Rollouts, advantages: torch.Tensor, pad_id: int, *, mask_truncated: bool = False,
             device: torch.device | str = "cpu") -> TrainBatch:
     """Lay out `[left-padded prompt | right-padded response]` rows for the forward pass."""
@@ -128,4 +145,34 @@ def collate(rollouts: Rollouts, advantages: torch.Tensor, pad_id: int, *, mask_t
     position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
     return TrainBatch(input_ids=input_ids.to(device), attention_mask=attention.to(device),
                       position_ids=position_ids.to(device), response_mask=response_mask.to(device),
-                      advantages=advantages.to(device, torch.float32), engine_logprobs=engine_lp.to(device))
+                      advantages=advantages.to(device, torch.float32), engine_logprobs=engine_lp.to(device),
+                      group_size=rollouts.group_size)
+
+
+def pad_rows(batch: TrainBatch, size: int) -> TrainBatch:
+    """`batch` grown to `size` rows with copies of its first row that carry no loss (`row_padding` marks them).
+
+    Multi-process runs pad every rank's shard to the same size, so that all ranks run the same number of forward
+    and backward passes (ZeRO-3 and DDP need that); the padding rows have a zero response mask and advantage, so
+    they add nothing to the loss, and the loss denominators do not count them. Padding a batch of whole groups by
+    a multiple of the group size keeps it one of whole groups (copies of one row share their prompt), so every
+    rank makes the same shared-prompt decision in the forward pass.
+    """
+    padding = batch.row_padding if batch.row_padding is not None else torch.zeros(batch.size, dtype=torch.bool,
+                                                                                  device=batch.input_ids.device)
+    extra = size - batch.size
+    if extra < 0:
+        raise ValueError(f"cannot pad a batch of {batch.size} rows down to {size}")
+    if extra == 0 or batch.size == 0:
+        if extra and batch.size == 0:
+            raise ValueError("cannot pad an empty batch: there is no row to copy")
+        return replace(batch, row_padding=padding)
+    index = torch.cat([torch.arange(batch.size), torch.zeros(extra, dtype=torch.long)])
+    grown = replace(batch, **{f.name: (v[index] if isinstance(v := getattr(batch, f.name), torch.Tensor) else v)
+                              for f in fields(batch)})
+    grown.response_mask[batch.size:] = 0.0
+    grown.advantages[batch.size:] = 0.0
+    grown.row_padding = torch.cat([padding, torch.ones(extra, dtype=torch.bool, device=padding.device)])
+    if extra % batch.group_size:
+        grown.group_size = 1  # no longer whole groups
+    return grown

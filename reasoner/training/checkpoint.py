@@ -1,20 +1,28 @@
 """Checkpoints that resume exactly: model (safetensors) + optimizer + scheduler + every RNG + data position + step.
 
-Layout: `<out_dir>/checkpoints/step-000050/{model/, optimizer.pt, scheduler.pt, rng.pt, state.json}`. A checkpoint
-is written into a temporary folder and renamed into place only when complete, so a process killed mid-save
-(`kill -9`) leaves the previous checkpoint as the newest valid one. On resume the newest complete checkpoint is
-loaded and `metrics.jsonl` is cut back to its step, so the resumed run's log continues without duplicates.
+Layout: `<out_dir>/checkpoints/step-000050/{model/, optimizer.pt, scheduler.pt, rng-<rank>.pt, state.json}`; under
+DeepSpeed the optimizer and scheduler state is `deepspeed/` instead (one optimizer partition per rank). The model
+folder always holds full Hugging Face weights, whatever the backend. A checkpoint is written into a temporary
+folder and renamed into place only when complete, so a process killed mid-save (`kill -9`) leaves the previous
+checkpoint as the newest valid one. On resume the newest complete checkpoint is loaded and `metrics.jsonl` is cut
+back to its step, so the resumed run's log continues without duplicates.
+
+Multi-process runs: every rank takes part (ZeRO state is sharded) and writes its own RNG file; the main rank
+writes `state.json` and renames the folder. A checkpoint resumes only with the world size that wrote it
+(optimizer partitions and per-rank RNG streams belong to ranks); the run folder must be on a filesystem every
+rank sees.
 """
 from __future__ import annotations
 
 import json
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 
+from reasoner.training.backend import Backend
 from reasoner.training.rng import rng_state, set_rng_state
 
 STATE_FILE = "state.json"
@@ -24,7 +32,8 @@ STATE_FILE = "state.json"
 class TrainerState:
     step: int = 0                  # completed rollout/update steps
     sampler: dict | None = None    # PromptSampler.state_dict()
-    update_rng: list[int] | None = None  # minibatch-shuffle generator state (as a list of bytes)
+    world_size: int = 1            # processes that wrote the checkpoint
+    backend: str = "single"
 
 
 def checkpoint_dir(out_dir: str | Path) -> Path:
@@ -41,25 +50,29 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
     return max(done, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
-def save_checkpoint(out_dir: str | Path, state: TrainerState, model, tokenizer, optimizer, scheduler,
-                    keep: int = 2) -> Path:
+def save_checkpoint(out_dir: str | Path, state: TrainerState, backend: Backend, tokenizer, *,
+                    rng_extra: dict | None = None, keep: int = 2) -> Path:
+    """Write a checkpoint of the current step (every rank calls this); returns its folder."""
     root = checkpoint_dir(out_dir)
     final = root / f"step-{state.step:06d}"
     tmp = root / f"step-{state.step:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp / "model", safe_serialization=True)
-    if tokenizer is not None:
-        tokenizer.save_pretrained(tmp / "model")
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(rng_state(), tmp / "rng.pt")
-    (tmp / STATE_FILE).write_text(json.dumps(state.__dict__))  # written last: marks the folder complete
-    _fsync_dir(tmp)
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _prune(root, keep)
+    if backend.is_main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    backend.barrier()
+    backend.save_model(tmp / "model", tokenizer)
+    backend.save_training_state(tmp)
+    torch.save({**rng_state(), **(rng_extra or {})}, tmp / f"rng-{backend.rank}.pt")
+    backend.barrier()
+    if backend.is_main:
+        state.world_size, state.backend = backend.world_size, backend.name
+        (tmp / STATE_FILE).write_text(json.dumps(asdict(state)))  # written last: marks the folder complete
+        _fsync_dir(tmp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _prune(root, keep)
+    backend.barrier()
     return final
 
 
@@ -67,12 +80,18 @@ def load_trainer_state(ckpt: Path) -> TrainerState:
     return TrainerState(**json.loads((ckpt / STATE_FILE).read_text()))
 
 
-def restore_checkpoint(ckpt: Path, optimizer, scheduler) -> TrainerState:
-    """Loads optimizer, scheduler and RNG state (the model itself is loaded from `ckpt / 'model'`)."""
-    optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-    scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
-    set_rng_state(torch.load(ckpt / "rng.pt", weights_only=False))
-    return load_trainer_state(ckpt)
+def restore_checkpoint(ckpt: Path, backend: Backend) -> tuple[TrainerState, dict]:
+    """Loads optimizer, scheduler and this rank's RNG state (the model itself is loaded from `ckpt / 'model'`).
+
+    Returns the trainer state and this rank's RNG record (with any extra generator states saved with it)."""
+    state = load_trainer_state(ckpt)
+    if state.world_size != backend.world_size:
+        raise ValueError(f"{ckpt} was written by {state.world_size} process(es) ({state.backend}); resume it with "
+                         f"the same number (this run has {backend.world_size})")
+    backend.load_training_state(ckpt)
+    rng = torch.load(ckpt / f"rng-{backend.rank}.pt", weights_only=False)
+    set_rng_state(rng)
+    return state, rng
 
 
 def truncate_jsonl(path: Path, max_step: int) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reasoner.config import ConfigError
 from reasoner.data.datasets import DataConfig
 from reasoner.models.loading import ModelConfig
 from reasoner.rollout.base import RolloutConfig
+from reasoner.training.backend import DistributedConfig
 
 
 @dataclass
@@ -66,6 +68,24 @@ class LogConfig:
 
 
 @dataclass
+class SyncCheckConfig:
+    """Verified weight sync (see reasoner.training.sync_check)."""
+
+    enabled: bool | None = None        # null -> on for engines with their own copy of the weights (vllm)
+    every: int = 1                     # check after every N-th sync
+    num_prompts: int = 4               # training prompts in the probe batch (plus one long prompt)
+    long_prompt_tokens: int = 320      # length of the long prompt: > 2 CPU KV-cache blocks of 128 tokens
+    max_new_tokens: int = 8            # tokens sampled per probe prompt
+    max_mean_gap: float | None = None  # fail above this mean |Δ log p|; null -> 0.002 (float32) or 0.05 (bf16/fp16)
+    max_kl: float | None = None        # fail above this KL estimate; null -> 1e-4 (float32) or 0.01 (bf16/fp16)
+    max_gap: float | None = None       # fail when any token's |Δ log p| exceeds this (null: logged only)
+
+    def __post_init__(self):
+        if self.every < 1 or self.num_prompts < 1 or self.max_new_tokens < 1:
+            raise ConfigError("sync_check: every, num_prompts and max_new_tokens must be >= 1")
+
+
+@dataclass
 class TrainConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     ref_model: str | None = None               # reference model path; null -> the initial policy (model.path)
@@ -75,6 +95,8 @@ class TrainConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    sync_check: SyncCheckConfig = field(default_factory=SyncCheckConfig)
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
     steps: int = 100                           # rollout/update steps
     prompts_per_step: int = 16
     seed: int = 0

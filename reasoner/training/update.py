@@ -5,6 +5,20 @@ Loss denominators are the minibatch's global token / sequence counts, so accumul
 the full-minibatch loss (the accumulation bug that made early GRPO implementations weight short sequences more).
 When μ = 1 and there is a single minibatch the policy has not moved since sampling, so the "old" log-probs are the
 current ones, detached: no extra forward pass.
+
+Zero-advantage groups: with no KL term in the loss and no entropy bonus, a group whose advantages are all zero
+(every completion got the same reward) contributes exactly nothing to the gradient, so its forward/backward is
+skipped while the loss denominators still count its tokens — the update is unchanged, only cheaper. (DAPO's
+`filter_zero_variance` instead removes such groups from the denominators too, which changes the update.) Loss
+statistics (clip fractions, entropy) are then over the rows that were run.
+
+Multi-process (`backend` other than a single process): each rank updates on its own shard of the step's rows. The
+counts behind the loss denominators are summed over ranks and divided by the world size, because data-parallel
+backends *average* gradients over ranks, so the averaged gradient is that of the global minibatch loss. Shards
+are padded to equal size with whole groups that carry no loss (`batch.pad_rows`), and no rows are skipped, so
+every rank runs the same number of forward / backward passes, which ZeRO-3 and DDP need. With
+`minibatches == 1` the result equals the single-process update on the whole batch; with more, each rank shuffles
+its own shard (as verl does), so minibatch membership differs.
 """
 from __future__ import annotations
 
@@ -13,8 +27,9 @@ from dataclasses import fields
 
 import torch
 
-from reasoner.algorithms import aggregate_loss, kl_penalty, policy_loss
-from reasoner.training.batch import TrainBatch
+from reasoner.algorithms import aggregate_loss, global_counts, kl_penalty, policy_loss
+from reasoner.training.backend import Backend, SingleProcess
+from reasoner.training.batch import TrainBatch, group_order
 from reasoner.training.config import AlgorithmConfig, OptimConfig
 from reasoner.training.logprobs import forward_logprobs
 
@@ -24,55 +39,111 @@ def needs_old_logprobs(algo: AlgorithmConfig) -> bool:
 
 
 def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: AlgorithmConfig, optim: OptimConfig, *,
-                  temperature: float, norm_length: int, generator: torch.Generator) -> dict[str, float]:
-    """Runs the optimisation passes on `batch`; returns token-weighted means of the loss statistics."""
+                  temperature: float, norm_length: int, generator: torch.Generator,
+                  backend: Backend | None = None) -> dict[str, float]:
+    """Runs the optimisation passes on `batch`; returns token-weighted means of the loss statistics.
+
+    `backend` owns model, optimizer and scheduler in multi-process runs (then the first three arguments are
+    ignored); without one, a single-process backend wraps them.
+    """
     if batch.old_logprobs is None and needs_old_logprobs(algo):
         raise ValueError("this algorithm configuration needs batch.old_logprobs (computed before the update)")
-    params = [p for p in model.parameters() if p.requires_grad]
+    backend = backend or SingleProcess.wrapping(model, optimizer, scheduler)
     weighted: dict[str, float] = defaultdict(float)   # token-weighted means (clip fractions, KL, entropy)
     additive: dict[str, float] = defaultdict(float)   # summed over micro-batches, averaged over minibatches
     weight_total = 0.0
     grad_norms = []
-    model.train()
+    skipped = 0
+    backend.train_model.train()
+    g = batch.group_size
     for _ in range(algo.ppo_epochs):
-        order = torch.randperm(batch.size, generator=generator) if algo.ppo_epochs > 1 or algo.minibatches > 1 \
-            else torch.arange(batch.size)
-        for mb_index in order.chunk(algo.minibatches):
+        # Shuffle whole groups (each group's rows stay together, so the prompt is shared within micro-batches).
+        if algo.ppo_epochs == 1 and algo.minibatches == 1:
+            order = torch.arange(batch.size)
+        elif g > 1:
+            order = group_order(batch.size, g, generator)
+        else:
+            order = torch.randperm(batch.size, generator=generator)
+        for mb_index in _split(order, algo.minibatches, g):
             minibatch = batch.select(mb_index)
-            num_tokens = float(minibatch.response_mask.sum())
-            if num_tokens == 0:
+            num_tokens, num_seqs = _global_counts(backend, minibatch)
+            if num_tokens == 0:  # the same on every rank: the counts are global
                 continue
+            # Skipping differs between ranks, and ranks must run the same passes: only a single process skips.
+            rows = _rows_with_gradient(minibatch, algo) if backend.world_size == 1 else torch.arange(minibatch.size)
+            skipped += minibatch.size - len(rows)
             micro = optim.micro_batch_size or minibatch.size
-            for start in range(0, minibatch.size, micro):
-                part = minibatch.select(torch.arange(start, min(start + micro, minibatch.size)))
-                stats = _micro_step(model, part, algo, temperature, num_tokens=num_tokens,
-                                    num_seqs=float(minibatch.size), norm_length=norm_length)
+            starts = list(range(0, len(rows), micro))
+            for i, start in enumerate(starts):
+                part = minibatch.select(rows[start:start + micro])
+                with backend.micro_batch(last=i == len(starts) - 1):
+                    stats = _micro_step(backend, part, algo, temperature, num_tokens=num_tokens, num_seqs=num_seqs,
+                                        norm_length=norm_length)
                 tokens = float(part.response_mask.sum())
                 for key, value in stats.items():
                     if key in _ADDITIVE:
                         additive[key] += value
-                    else:
+                    elif tokens:  # an all-padding micro-batch has no statistics to weigh
                         weighted[key] += value * tokens
                 weight_total += tokens
-            max_norm = optim.max_grad_norm if optim.max_grad_norm is not None else float("inf")
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(params, max_norm)))
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad(set_to_none=True)
-    result = {key: value / max(weight_total, 1.0) for key, value in weighted.items()}
-    result.update({key: value / max(len(grad_norms), 1) for key, value in additive.items()})
+            grad_norms.append(backend.step(optim.max_grad_norm))
+    result = _reduce_stats(backend, weighted, additive, weight_total, grad_norms)
+    result["skipped_rows"] = skipped / (batch.size * algo.ppo_epochs)
+    return result
+
+
+def _global_counts(backend: Backend, minibatch: TrainBatch) -> tuple[float, float]:
+    """Loss denominators: tokens and non-empty sequences of the global minibatch, divided by the world size
+    (padding rows have no tokens, so they are not counted)."""
+    tokens, seqs = global_counts(minibatch.response_mask)
+    tokens, seqs = backend.all_reduce_sum([float(tokens), float(seqs)])
+    return tokens / backend.world_size, seqs / backend.world_size
+
+
+def _reduce_stats(backend: Backend, weighted: dict[str, float], additive: dict[str, float], weight_total: float,
+                  grad_norms: list[float]) -> dict[str, float]:
+    """Global statistics: token-weighted sums and the additive losses are summed over ranks (the keys are the same
+    on every rank: they follow from the configuration)."""
+    w_keys, a_keys = sorted(weighted), sorted(additive)
+    sums = backend.all_reduce_sum([weighted[k] for k in w_keys] + [additive[k] for k in a_keys] + [weight_total])
+    total = sums[-1]
+    result = {key: value / max(total, 1.0) for key, value in zip(w_keys, sums)}
+    # Each rank's loss was scaled by the world size (see _global_counts), so the sum over ranks is W × the loss.
+    steps = max(len(grad_norms), 1)
+    result.update({key: value / backend.world_size / steps for key, value in zip(a_keys, sums[len(w_keys):])})
     result["grad_norm"] = sum(grad_norms) / len(grad_norms) if grad_norms else 0.0
     result["optimizer_steps"] = float(len(grad_norms))
     return result
 
 
+def _rows_with_gradient(minibatch: TrainBatch, algo: AlgorithmConfig) -> torch.Tensor:
+    """Row indices whose loss terms can have a non-zero gradient (all rows unless zero-advantage skipping applies).
+
+    Skipping is at group granularity when the batch is made of groups, so micro-batches keep whole groups.
+    """
+    everything = torch.arange(minibatch.size)
+    if (algo.kl_beta > 0 and not algo.kl_in_reward) or algo.entropy_coef != 0:
+        return everything
+    adv = minibatch.advantages if minibatch.advantages.dim() == 1 else minibatch.advantages.abs().amax(dim=1)
+    g = minibatch.group_size if minibatch.size % minibatch.group_size == 0 else 1
+    live_groups = (adv.view(-1, g) != 0).any(dim=1)
+    return everything.view(-1, g)[live_groups].flatten()
+
+
 _ADDITIVE = ("loss", "pg_loss")
 
 
-def _micro_step(model, part: TrainBatch, algo: AlgorithmConfig, temperature: float, *, num_tokens: float,
+def _split(order: torch.Tensor, parts: int, group_size: int) -> list[torch.Tensor]:
+    """`parts` minibatches of `order`, cut at group boundaries when the batch is made of groups."""
+    if group_size > 1:
+        return [c.flatten() for c in order.view(-1, group_size).chunk(parts)]
+    return list(order.chunk(parts))
+
+
+def _micro_step(backend: Backend, part: TrainBatch, algo: AlgorithmConfig, temperature: float, *, num_tokens: float,
                 num_seqs: float, norm_length: int) -> dict[str, float]:
     want_entropy_grad = algo.entropy_coef != 0.0
-    logprobs, entropy = forward_logprobs(model, part, temperature, entropy_grad=want_entropy_grad)
+    logprobs, entropy = forward_logprobs(backend.train_model, part, temperature, entropy_grad=want_entropy_grad)
     old = part.old_logprobs if part.old_logprobs is not None else logprobs.detach()
     is_weights = None
     if algo.tis_cap is not None:
@@ -91,7 +162,7 @@ def _micro_step(model, part: TrainBatch, algo: AlgorithmConfig, temperature: flo
         stats["kl"] = _masked_mean(kl.detach(), part.response_mask)
     if want_entropy_grad:
         loss = loss - algo.entropy_coef * aggregate_loss(entropy, part.response_mask, algo.loss_agg, **agg)
-    loss.backward()
+    backend.backward(loss)
     stats["loss"] = float(loss.detach())
     stats.update({f.name: float(getattr(pl_stats, f.name)) for f in fields(pl_stats)})
     stats["entropy"] = _masked_mean(entropy.detach(), part.response_mask)

@@ -28,3 +28,22 @@ def tiny_model_dir(tmp_path_factory):
 def tokenizer(tiny_model_dir):
     from reasoner.models import load_tokenizer
     return load_tokenizer(str(tiny_model_dir))
+
+
+@pytest.fixture
+def dense_reward(monkeypatch):
+    """Registers `digit_fraction` (reward = fraction of digit characters in the completion) for one test: dense,
+    and varied even for an untrained model, so every group carries gradient."""
+    from verifiers import Score, registry
+    from verifiers.types import Verifier
+
+    class DigitFraction(Verifier):
+        name = "digit_fraction"
+
+        def score(self, completion, example):
+            value = sum(ch.isdigit() for ch in completion) / max(len(completion), 1)
+            return Score(value=value, status="scored", details={})
+
+    registry.available()  # load the built-ins first, then add ours for this test only
+    monkeypatch.setitem(registry._FACTORIES, "digit_fraction", lambda options: DigitFraction())
+    return "{digits: {verifier: digit_fraction, weight: 1.0}, math: {weight: 1.0}}"

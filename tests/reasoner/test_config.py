@@ -59,3 +59,16 @@ def test_saved_config_reloads_to_the_same_values(tmp_path):
 
 def test_parse_overrides_nests_dotted_keys():
     assert parse_overrides(["a.b=1", "a.c=x", "d=[1, 2]"]) == {"a": {"b": 1, "c": "x"}, "d": [1, 2]}
+
+
+def test_shipped_configs_load_and_merge_in_order():
+    from reasoner.config import CONFIG_DIR
+
+    train_configs = [p for p in CONFIG_DIR.glob("*.yaml") if p.stem in ("grpo_gsm8k", "r1_zero_math", "dr_grpo")]
+    assert len(train_configs) == 3
+    for path in train_configs:
+        load_config(TrainConfig, path)  # every key valid
+    cfg = load_config(TrainConfig, ["grpo_gsm8k", "dr_grpo"], ["steps=3"])
+    assert cfg.algorithm.advantage == "dr_grpo" and cfg.algorithm.clip_high == 0.28 and cfg.steps == 3
+    with pytest.raises(ConfigError, match="shipped configs: .*grpo_gsm8k"):
+        load_config(TrainConfig, "no_such_config")

@@ -68,3 +68,25 @@ def test_sampling_params_are_validated():
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="n must be"):
         SamplingParams(n=0)
+
+
+def test_checkpoint_generation_defaults_do_not_leak_into_sampling(tiny_model_dir, tokenizer):
+    """A checkpoint's generation_config (top-k, top-p, repetition penalty, ...) and the library's default top_k=50
+    must not truncate or reshape RL sampling: first tokens follow softmax(logits / T) of the full vocabulary."""
+    model = load_model(ModelConfig(path=str(tiny_model_dir)), trainable=False)
+    gc = model.generation_config
+    gc.top_k, gc.top_p, gc.repetition_penalty, gc.min_p, gc.no_repeat_ngram_size = 3, 0.3, 3.0, 0.2, 1
+    prompt = _prompts(tokenizer, ["What is 3 + 4 + 5?"])[0]
+    temperature = 1.5  # flattens the distribution so a truncation would show clearly
+    with torch.no_grad():
+        logits = model(torch.tensor([prompt])).logits[0, -1]
+    probs = torch.softmax(logits / temperature, dim=-1)
+    n = 3000
+    torch.manual_seed(0)
+    groups = HFEngine(model, tokenizer, max_batch_size=n).generate(
+        [prompt], SamplingParams(n=n, temperature=temperature, max_new_tokens=1))
+    counts = torch.bincount(torch.tensor([c.token_ids[0] for c in groups[0]]), minlength=probs.numel()).float()
+    total_variation = 0.5 * (counts / n - probs).abs().sum()
+    # Sampling noise alone gives ~0.5*sqrt(V/(2*pi*n)) ~ 0.07 for V~400; truncation to 3 tokens would give ~0.9.
+    assert total_variation < 0.15, float(total_variation)
+    assert (counts > 0).sum() > 50

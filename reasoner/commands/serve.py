@@ -1,0 +1,23 @@
+"""`reasoner serve model=PATH [port=8000] [host=...] [vllm.KEY=VALUE ...]`: a vLLM rollout server.
+
+Trainers use it with `rollout.engine=vllm rollout.vllm.mode=server rollout.vllm.server_url=http://HOST:PORT`;
+they push their weights to it after every optimizer step (see reasoner.rollout.server).
+"""
+from __future__ import annotations
+
+from reasoner.cli import add_config_arguments
+
+
+def configure(parser) -> None:
+    add_config_arguments(parser)
+
+
+def run(args) -> int:
+    from reasoner.config import load_config
+    from reasoner.rollout.server import EngineServer, ServeConfig
+
+    cfg = load_config(ServeConfig, args.config, args.overrides)
+    server = EngineServer(cfg)
+    print(f"[serve] {cfg.model} at {server.url} (POST /shutdown to stop)", flush=True)
+    server.serve_forever()
+    return 0

@@ -1,0 +1,109 @@
+"""How one GRPO step's work is split over data-parallel ranks, and what they exchange.
+
+- Prompts: every rank draws the same global batch from the (identically seeded) sampler and takes a contiguous
+  slice of it, so each prompt's G completions live on one rank and rank r's rows are the global rows
+  `[r·n, (r+1)·n)`.
+- Rewards and rollout statistics are all-gathered (`RolloutSummary`, a few numbers per sequence), so that every
+  rank computes the same advantages — some estimators normalise over the whole batch — the same zero-variance
+  filter and the same metrics. The token ids stay where they were generated.
+- For the update each rank keeps its own rows that survive the filter (whole groups: the filter drops groups),
+  padded with whole groups of no-loss rows to the size of the largest shard (`batch.pad_rows`), so all ranks run
+  the same number of passes and make the same shared-prompt decision.
+With one process all of this reduces to the plain single-process step.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from reasoner.training.backend import Backend
+from reasoner.training.batch import Rollouts, TrainBatch, pad_rows
+
+
+def shard_prompts(indices: Sequence[int], backend: Backend) -> list[int]:
+    """This rank's contiguous slice of the step's global prompt indices."""
+    n, w = len(indices), backend.world_size
+    if n % w:
+        raise ValueError(f"prompts_per_step={n} must be divisible by the number of processes ({w})")
+    per_rank = n // w
+    return list(indices[backend.rank * per_rank:(backend.rank + 1) * per_rank])
+
+
+@dataclass
+class RolloutSummary:
+    """Per-sequence numbers of one step's rollouts: rewards for the advantages, the rest for metrics."""
+
+    rewards: list[float]                                    # [N] verifier totals plus shaping
+    correct: list[bool]                                     # [N] primary verifier
+    lengths: list[int]                                      # [N]
+    truncated: list[bool]                                   # [N]
+    values: dict[str, list[float]] = field(default_factory=dict)    # verifier -> [N] values
+    statuses: dict[str, list[str]] = field(default_factory=dict)    # verifier -> [N] statuses
+
+    @classmethod
+    def local(cls, rollouts: Rollouts, rewards: torch.Tensor, scored) -> "RolloutSummary":
+        return cls(rewards=[float(r) for r in rewards], correct=[bool(c) for c in scored.correct],
+                   lengths=rollouts.lengths, truncated=rollouts.truncated,
+                   values={k: [float(s.value) for s in v] for k, v in scored.scores.items()},
+                   statuses={k: [str(s.status) for s in v] for k, v in scored.scores.items()})
+
+    @classmethod
+    def gather(cls, part: "RolloutSummary", backend: Backend) -> "RolloutSummary":
+        """The whole step's summary, ranks in order (this rank's own object when there is one process)."""
+        if backend.world_size == 1:
+            return part
+        parts = backend.all_gather_object(part)
+        return cls(rewards=[r for p in parts for r in p.rewards], correct=[c for p in parts for c in p.correct],
+                   lengths=[n for p in parts for n in p.lengths], truncated=[t for p in parts for t in p.truncated],
+                   values={k: [v for p in parts for v in p.values[k]] for k in part.values},
+                   statuses={k: [s for p in parts for s in p.statuses[k]] for k in part.statuses})
+
+    def status_counts(self) -> dict[str, dict[str, int]]:
+        return {name: dict(Counter(statuses)) for name, statuses in self.statuses.items()}
+
+
+def gather_tensor_rows(local: torch.Tensor, backend: Backend) -> torch.Tensor:
+    """`[n, ...]` from every rank concatenated in rank order (equal `n` on every rank)."""
+    if backend.world_size == 1:
+        return local
+    parts = backend.all_gather_object(local.detach().cpu())
+    return torch.cat(parts).to(local.device)
+
+
+def shard_for_update(batch: TrainBatch, keep: torch.Tensor, offset: int, backend: Backend) -> TrainBatch | None:
+    """This rank's rows of `keep` (global row indices that survive filtering), padded to the largest shard.
+
+    `batch` holds this rank's rows, global rows `[offset, offset + batch.size)`. None when no row is kept anywhere.
+    """
+    if len(keep) == 0:
+        return None
+    local = [int(r) - offset for r in keep if offset <= int(r) < offset + batch.size]
+    if backend.world_size == 1:
+        return batch.select(local)
+    size = batch.size  # equal on every rank (shard_prompts)
+    largest = max(sum(1 for r in keep if rank * size <= int(r) < (rank + 1) * size)
+                  for rank in range(backend.world_size))
+    if local:
+        return pad_rows(batch.select(local), largest)
+    # Nothing of this rank's survives: run padding passes only, built from its first group with no loss.
+    empty = pad_rows(batch.select(list(range(batch.group_size))), batch.group_size)
+    empty.response_mask.zero_()
+    empty.advantages.zero_()
+    empty.row_padding.fill_(True)
+    return pad_rows(empty, largest)
+
+
+def shard_examples(batch: Sequence[Any], backend: Backend) -> list[Any]:
+    """This rank's share of an SFT batch (every rank drew the same one): rows `rank, rank + W, ...`, padded with
+    copies of the first row that have no target tokens (`loss_mask` all 0), so every rank runs the same number of
+    micro-batches. The examples only need a `loss_mask` field."""
+    if backend.world_size == 1:
+        return list(batch)
+    mine = list(batch[backend.rank::backend.world_size])
+    size = -(-len(batch) // backend.world_size)
+    blank = replace(batch[0], loss_mask=[0] * len(batch[0].loss_mask))
+    return mine + [blank] * (size - len(mine))
