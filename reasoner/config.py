@@ -43,11 +43,32 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
     kwargs = {}
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
+        default = _default_of(fields[name])
+        if isinstance(value, dict) and dataclasses.is_dataclass(default):
+            value = _overlay(default, value)  # `optim.lr=...` keeps the section's other (non-class) defaults
         kwargs[name] = _coerce(value, hints[name], key)
     try:
         return cls(**kwargs)
     except TypeError as e:  # a required field without default is missing
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def _default_of(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return None if f.default is dataclasses.MISSING else f.default
+
+
+def _overlay(default: Any, value: dict[str, Any]) -> dict[str, Any]:
+    """The fields of dataclass instance `default`, with `value`'s keys on top (recursively into sub-sections).
+
+    A section whose default is not its class's default (the demo's `sft`, SFT's `optim`) keeps that default for
+    every key the file or override does not set."""
+    out = {f.name: getattr(default, f.name) for f in dataclasses.fields(default) if f.init}
+    for key, item in value.items():
+        current = out.get(key)
+        out[key] = _overlay(current, item) if isinstance(item, dict) and dataclasses.is_dataclass(current) else item
+    return out
 
 
 def to_dict(obj: Any) -> Any:

@@ -72,3 +72,34 @@ def test_shipped_configs_load_and_merge_in_order():
     assert cfg.algorithm.advantage == "dr_grpo" and cfg.algorithm.clip_high == 0.28 and cfg.steps == 3
     with pytest.raises(ConfigError, match="shipped configs: .*grpo_gsm8k"):
         load_config(TrainConfig, "no_such_config")
+
+
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Inner:
+    lr: float = 1.0
+    warmup: int = 0
+
+
+@dataclass
+class _Middle:
+    inner: _Inner = field(default_factory=lambda: _Inner(lr=2.0, warmup=5))
+    name: str = "m"
+
+
+@dataclass
+class _Outer:
+    middle: _Middle = field(default_factory=lambda: _Middle(inner=_Inner(lr=3.0, warmup=7), name="custom"))
+
+
+def test_overriding_one_key_keeps_the_sections_non_class_defaults(tmp_path):
+    cfg = load_config(_Outer, overrides=["middle.inner.lr=0.5"])
+    assert cfg.middle.inner == _Inner(lr=0.5, warmup=7) and cfg.middle.name == "custom"
+    path = tmp_path / "c.yaml"
+    path.write_text("middle:\n  name: other\n")
+    cfg = load_config(_Outer, path)
+    assert cfg.middle.inner == _Inner(lr=3.0, warmup=7) and cfg.middle.name == "other"
+    with pytest.raises(ConfigError, match="unknown config key 'middle.inner.lrr'"):
+        load_config(_Outer, overrides=["middle.inner.lrr=1"])
