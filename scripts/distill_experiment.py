@@ -4,9 +4,7 @@
 
 Teacher: the GRPO model of a `reasoner demo` run (`<demo>/grpo/model`); student: that run's untrained tiny model
 (`<demo>/init`). When `<demo>` holds no finished run, the demo is run first, with the demo's settings except
-`--demo-sft-steps` and `--demo-grpo-steps` (set in Python: `reasoner demo sft.max_steps=...` on the command line
-would rebuild the whole `sft` section from SFTConfig's defaults, not the demo's). Steps, all through the library's
-own entry points:
+`--demo-sft-steps` and `--demo-grpo-steps`. Steps, all through the library's own entry points:
 1. `distill`: n samples per training-split problem from the teacher, graded by the math + format verifiers;
    "verified" keeps one R1-formatted, correct, untruncated trace per problem (chosen at random among them).
 2. `distill` again on the same samples (nothing re-sampled): "unfiltered" keeps one random sample per problem,
