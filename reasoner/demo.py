@@ -1,10 +1,12 @@
-"""The built-in demo, on CPU with no downloads: R1-style RL on multi-digit arithmetic with a tiny model.
+"""The built-in demo, on CPU with no downloads: R1-Zero-style RL on chains of additions with a tiny model.
 
 1. Build a tiny Qwen3-config model and train its tokenizer on the task's text (`reasoner.models.tiny`).
-2. Cold start: a short SFT on worked solutions in the R1 format (`<think>` column arithmetic `</think>
-   <answer>…</answer>`), deliberately brief, so the model knows the format but still makes mistakes.
-3. Evaluate on held-out problems: pass@1 (mean over n samples) and pass@G.
-4. GRPO with the math + format rewards.
+2. Cold start: SFT on a mix of worked solutions (every partial sum inside `<think>`) and bare answers (an empty
+   `<think>`, `direct_fraction` of the rows). The warm-started model has both habits and picks one per sample.
+3. Evaluate on held-out problems: pass@1 (mean over n samples), pass@G, mean response length.
+4. GRPO with the math reward only: nothing tells the model to reason, but worked solutions are right more often,
+   so their advantage is positive on average and the policy moves to them: pass@1 and response length rise
+   together, as in DeepSeek-R1-Zero.
 5. Evaluate again with the same sampling settings, and write `summary.json`, plots and `report.md`.
 
 Every stage goes through the same code a real run uses (`from_pretrained` loading, `reasoner.sft.sft`,
@@ -20,7 +22,7 @@ from pathlib import Path
 import torch
 
 from reasoner.data.datasets import DataConfig
-from reasoner.data.tasks import arithmetic
+from reasoner.data.tasks import arithmetic, with_direct_answers
 from reasoner.models import ModelConfig, TinyModelSpec, build_tiny_model
 from reasoner.rollout.base import RolloutConfig
 from reasoner.sft import SFTConfig
@@ -31,7 +33,7 @@ from reasoner.training.config import AlgorithmConfig, LogConfig, OptimConfig, Re
 class DemoEvalConfig:
     num_problems: int = 200            # held-out problems (a split disjoint from training)
     samples: int = 8                   # per problem; pass@1 is their mean, pass@G uses all of them
-    temperature: float = 1.0           # the sampling temperature GRPO trains at
+    temperature: float = 0.6           # DeepSeek-R1's evaluation temperature
     top_p: float = 1.0
 
 
@@ -39,16 +41,16 @@ def _demo_grpo() -> TrainConfig:
     return TrainConfig(
         data=DataConfig(source="arithmetic", split="train", num_examples=20000),
         rollout=RolloutConfig(group_size=8, temperature=1.0, max_new_tokens=96),
-        reward=RewardConfig(verifiers={"math": {"weight": 1.0}, "format": {"weight": 0.1}}),
+        reward=RewardConfig(verifiers={"math": {"weight": 1.0}}),
         algorithm=AlgorithmConfig(advantage="grpo", loss_agg="token-mean", kl_beta=0.0),
-        optim=OptimConfig(lr=2e-4, schedule="constant", max_grad_norm=1.0),
-        log=LogConfig(sample_every=20, progress=True),
-        steps=100, prompts_per_step=16, save_every=50,
+        optim=OptimConfig(lr=1e-4, schedule="constant", max_grad_norm=1.0),
+        log=LogConfig(sample_every=10, progress=True),
+        steps=60, prompts_per_step=64, save_every=30,
     )
 
 
 def _demo_sft() -> SFTConfig:
-    return SFTConfig(batch_size=64, max_steps=150,
+    return SFTConfig(batch_size=64, max_steps=500,
                      optim=OptimConfig(lr=3e-3, schedule="cosine", warmup_steps=10, max_grad_norm=1.0))
 
 
@@ -58,7 +60,10 @@ class DemoConfig:
     seed: int = 0
     threads: int = 2
     train_problems: int = 20000
-    model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    direct_fraction: float = 0.5       # cold-start rows that answer at once, with an empty <think>
+    model: TinyModelSpec = field(default_factory=lambda: TinyModelSpec(
+        vocab_size=384, hidden_size=128, num_layers=4, num_heads=4, num_kv_heads=2, head_dim=32,
+        intermediate_size=384))
     sft: SFTConfig = field(default_factory=_demo_sft)
     grpo: TrainConfig = field(default_factory=_demo_grpo)
     eval: DemoEvalConfig = field(default_factory=DemoEvalConfig)
@@ -82,10 +87,10 @@ def run_demo(cfg: DemoConfig) -> dict:
     corpus = [f"{r['problem']} {r['response']}" for r in train_rows[:5000]]
     init_path = build_tiny_model(out / "init", corpus, cfg.model)
 
-    print("[demo] 2/5 SFT warm start on worked solutions")
+    print(f"[demo] 2/5 SFT warm start: worked solutions, {cfg.direct_fraction:.0%} of them replaced by bare answers")
     cfg.sft.model = ModelConfig(path=str(init_path))
     cfg.sft.out_dir, cfg.sft.seed, cfg.sft.threads = str(out / "sft"), cfg.seed, cfg.threads
-    sft_model = sft(cfg.sft, rows=train_rows).final_model
+    sft_model = sft(cfg.sft, rows=with_direct_answers(train_rows, cfg.direct_fraction, seed=cfg.seed)).final_model
 
     print("[demo] 3/5 evaluating the warm-started model")
     before = evaluate_model(sft_model, test_rows, cfg)
@@ -104,6 +109,8 @@ def run_demo(cfg: DemoConfig) -> dict:
         "pass1_before": before["pass@1"], "pass1_after": after["pass@1"],
         "passG_before": before[f"pass@{g}"], "passG_after": after[f"pass@{g}"], "G": g,
         "mean_length_before": before["mean_length"], "mean_length_after": after["mean_length"],
+        "bare_answer_share_before": before["bare_answer_share"], "bare_answer_share_after": after["bare_answer_share"],
+        "accuracy_worked_before": before["accuracy_worked"], "accuracy_bare_before": before["accuracy_bare"],
         "held_out_problems": cfg.eval.num_problems, "eval_temperature": cfg.eval.temperature,
         "grpo_steps": result.steps, "wall_minutes": (time.perf_counter() - start) / 60,
     }
@@ -132,7 +139,19 @@ def evaluate_model(model_path: Path, rows: list[dict], cfg: DemoConfig) -> dict:
         records = evaluate_prompts(HFEngine(model, tokenizer), tokenizer, prompts, spec, params)
     finally:
         spec.close()
-    return summarize(records, ks=(1, cfg.eval.samples)).as_dict()
+    metrics = summarize(records, ks=(1, cfg.eval.samples)).as_dict()
+    bare = [r for r in records if _is_bare_answer(r.completion)]
+    worked = [r for r in records if not _is_bare_answer(r.completion)]
+    metrics["bare_answer_share"] = len(bare) / max(1, len(records))
+    metrics["accuracy_bare"] = sum(r.correct for r in bare) / len(bare) if bare else None
+    metrics["accuracy_worked"] = sum(r.correct for r in worked) / len(worked) if worked else None
+    return metrics
+
+
+def _is_bare_answer(completion: str) -> bool:
+    """An empty `<think>` (whitespace only): the model answered without working it out."""
+    head, sep, _ = completion.partition("</think>")
+    return bool(sep) and not head.replace("<think>", "").strip()
 
 
 def _write_report(out: Path, summary: dict, before: dict, after: dict, records: list[dict]) -> None:
@@ -145,12 +164,17 @@ def _write_report(out: Path, summary: dict, before: dict, after: dict, records: 
         "## Held-out evaluation",
         f"{summary['held_out_problems']} problems, {g} samples each at temperature {summary['eval_temperature']}.",
         "",
-        "| | pass@1 | pass@G | mean length |",
-        "|---|---|---|---|",
-        f"| warm start (SFT) | {before['pass@1']:.3f} | {before[f'pass@{g}']:.3f} | {before['mean_length']:.1f} |",
-        f"| after GRPO | {after['pass@1']:.3f} | {after[f'pass@{g}']:.3f} | {after['mean_length']:.1f} |",
+        "| | pass@1 | pass@G | mean length (tokens) | bare answers | accuracy worked / bare |",
+        "|---|---|---|---|---|---|",
+        *(f"| {name} | {m['pass@1']:.3f} | {m[f'pass@{g}']:.3f} | {m['mean_length']:.1f} | "
+          f"{m['bare_answer_share']:.1%} | {_fmt(m['accuracy_worked'])} / {_fmt(m['accuracy_bare'])} |"
+          for name, m in (("warm start (SFT)", before), ("after GRPO", after))),
         "",
         "## GRPO training curves",
     ]
-    write_report(out / "report.md", title="reasoner demo: GRPO on multi-digit arithmetic", records=records,
+    write_report(out / "report.md", title="reasoner demo: GRPO on chains of additions", records=records,
                  plots=plots, summary=summary, notes=notes)
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"

@@ -45,4 +45,17 @@ def arithmetic(n: int, *, split: str = "train", seed: int = 0) -> list[dict]:
     return rows
 
 
+def with_direct_answers(rows: list[dict], fraction: float, *, seed: int = 0) -> list[dict]:
+    """A copy of `rows` in which a random `fraction` answer at once: an empty `<think>`, then the answer.
+
+    Cold-start data that mixes both habits leaves the decision "work it out or answer at once" to the model; RL
+    then has to find out that working it out pays (the demo's story: pass@1 and response length rise together).
+    """
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"fraction must be in [0, 1]; got {fraction}")
+    rng = random.Random(f"direct-{seed}")
+    return [dict(r, response=f"<think>\n</think>\n<answer>{r['answer']}</answer>") if rng.random() < fraction else r
+            for r in rows]
+
+
 TASKS: dict[str, Callable[..., list[dict]]] = {"arithmetic": arithmetic}
