@@ -111,6 +111,7 @@ def run_demo(cfg: DemoConfig) -> dict:
         "mean_length_before": before["mean_length"], "mean_length_after": after["mean_length"],
         "bare_answer_share_before": before["bare_answer_share"], "bare_answer_share_after": after["bare_answer_share"],
         "accuracy_worked_before": before["accuracy_worked"], "accuracy_bare_before": before["accuracy_bare"],
+        "accuracy_worked_after": after["accuracy_worked"], "accuracy_bare_after": after["accuracy_bare"],
         "held_out_problems": cfg.eval.num_problems, "eval_temperature": cfg.eval.temperature,
         "grpo_steps": result.steps, "wall_minutes": (time.perf_counter() - start) / 60,
     }

@@ -52,7 +52,7 @@ def sampling_settings(params: SamplingParams) -> dict:
         do_sample=not greedy, temperature=1.0 if greedy else params.temperature,
         top_p=1.0 if greedy else params.top_p, top_k=0 if greedy else params.top_k, min_p=0.0, typical_p=1.0,
         epsilon_cutoff=0.0, eta_cutoff=0.0, repetition_penalty=1.0, no_repeat_ngram_size=0, min_length=0,
-        min_new_tokens=0, renormalize_logits=False,
+        renormalize_logits=False,  # min_new_tokens: unset (transformers warns when both it and min_length are)
     )
 
 
