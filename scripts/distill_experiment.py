@@ -118,6 +118,18 @@ def evaluate(args, model: str, out: Path):
     return run_eval(cfg).metrics[0]
 
 
+def paired_difference(out: Path):
+    """pass@1 of the verified student minus the unfiltered one, paired by problem (same problems, same n)."""
+    from reasoner.evaluation import SampleRecord
+    from reasoner.evaluation.metrics import paired_pass1_difference
+
+    def records(name: str) -> list:
+        (path,) = (out / f"eval_{name}").glob("*/samples.jsonl")
+        return [SampleRecord.from_json(json.loads(line)) for line in path.read_text().splitlines() if line.strip()]
+
+    return paired_pass1_difference(records("verified"), records("unfiltered"))
+
+
 def main() -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     args = parse_args()
@@ -156,6 +168,10 @@ def main() -> int:
         t = results["teacher_eval"]["pass@1"]
         print(f"[experiment] teacher pass@1: {t['mean']:.3f} [{t['ci95'][0]:.3f}, {t['ci95'][1]:.3f}]")
     print(f"[experiment] results: {out / 'results.json'}; {results['wall_minutes']:.1f} min")
+    diff = paired_difference(out)
+    results["pass1_difference_paired"] = diff.as_dict()
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    print(f"pass@1 verified - unfiltered, paired by problem: {diff.fmt()}")
     print(f"pass@1 student on verified traces:   {v.pass_at[1].fmt()}")
     print(f"pass@1 student on unfiltered samples: {u.pass_at[1].fmt()}")
     return 0

@@ -90,3 +90,22 @@ def test_protocols_and_explicit_values():
     assert greedy.n == 1 and greedy.temperature == 0.0
     with pytest.raises(ConfigError, match="unknown sampling.protocol 'r2'"):
         load_config(EvalConfig, None, ["sampling.protocol=r2"]).sampling.params()
+
+
+def test_paired_difference_is_the_mean_per_problem_difference():
+    from reasoner.evaluation.metrics import paired_pass1_difference
+
+    def records(correct_by_problem):
+        return [SampleRecord(prompt_id=p, sample_index=i, completion="", num_tokens=1, finish_reason="stop",
+                             correct=c, reward=float(c))
+                for p, cs in correct_by_problem.items() for i, c in enumerate(cs)]
+
+    a = records({"p1": [1, 1], "p2": [1, 0], "p3": [0, 0]})
+    b = records({"p1": [1, 0], "p2": [1, 0], "p3": [0, 0]})
+    est = paired_pass1_difference(a, b)
+    assert est.mean == pytest.approx((0.5 + 0 + 0) / 3)
+    assert 0.0 <= est.lo <= est.mean <= est.hi <= 0.5  # bootstrap means of {0.5, 0, 0}
+    same = paired_pass1_difference(a, a)
+    assert (same.mean, same.lo, same.hi) == (0.0, 0.0, 0.0)
+    with pytest.raises(ValueError, match="different problems"):
+        paired_pass1_difference(a, records({"p1": [1, 1], "p9": [0, 0], "p3": [0, 0]}))
