@@ -70,15 +70,16 @@ def test_loss_is_cross_entropy_on_response_tokens_only(model, tokenizer):
         for e in examples:
             logp = torch.log_softmax(model(input_ids=torch.tensor([e.input_ids])).logits[0].float(), -1)
             manual -= sum(float(logp[i - 1, e.input_ids[i]]) for i in range(1, len(e.input_ids)) if e.loss_mask[i])
-    assert float(loss) == pytest.approx(manual / num, rel=1e-5)
+    assert float(loss.detach()) == pytest.approx(manual / num, rel=1e-5)
     # Changing a prompt token's label cannot change the loss; changing a response token's label does.
     t = collate_sft(examples, tokenizer.pad_token_id)
     first_target = examples[0].loss_mask.index(1)
     relabelled = dict(t, labels=t["labels"].clone())
     relabelled["labels"][0, 1] = -100             # already ignored: a prompt position
-    assert float(sft_loss(model, relabelled, num, "cpu")) == pytest.approx(float(loss), rel=1e-6)
+    relabelled_loss = float(sft_loss(model, relabelled, num, "cpu").detach())
+    assert relabelled_loss == pytest.approx(float(loss.detach()), rel=1e-6)
     relabelled["labels"][0, first_target + 1] = -100
-    assert float(sft_loss(model, relabelled, num, "cpu")) != pytest.approx(float(loss), rel=1e-6)
+    assert float(sft_loss(model, relabelled, num, "cpu").detach()) != pytest.approx(float(loss.detach()), rel=1e-6)
 
 
 def test_packing_keeps_every_token_and_separates_examples(model, tokenizer):
@@ -92,11 +93,11 @@ def test_packing_keeps_every_token_and_separates_examples(model, tokenizer):
     num = sum(sum(e.loss_mask[1:]) for e in examples)
     plain = sft_loss(model, collate_sft(examples, tokenizer.pad_token_id), num, "cpu")
     packed_loss = sft_loss(model, collate_sft(packed, tokenizer.pad_token_id), num, "cpu")
-    assert float(packed_loss) == pytest.approx(float(plain), rel=1e-5)
+    assert float(packed_loss.detach()) == pytest.approx(float(plain.detach()), rel=1e-5)
     # Without the position ids, packed examples attend to each other and the loss changes: the check can fail.
     leaky = collate_sft(packed, tokenizer.pad_token_id)
     leaky.pop("position_ids")
-    assert float(sft_loss(model, leaky, num, "cpu")) != pytest.approx(float(plain), rel=1e-5)
+    assert float(sft_loss(model, leaky, num, "cpu").detach()) != pytest.approx(float(plain.detach()), rel=1e-5)
 
 
 def test_micro_batches_give_the_same_loss_and_gradient(tiny_model_dir, tokenizer):
