@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 
+from verifiers.math.lex import tokenize
+
 MAX_BITS = 400_000        # about 120k decimal digits: 2006! and 2^{100000} are in, towers are not
 MAX_FACTORIAL = 10_000
 MAX_TOKENS = 300          # keeps the recursive descent far from Python's recursion limit
@@ -51,17 +53,7 @@ def evaluate(text: str) -> Exact | None:
 
 
 def _tokenize(text: str) -> list[tuple[str, str]] | None:
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m or m.end() == pos:
-            return None
-        kind = m.lastgroup or ""
-        tokens.append((kind, m.group(kind)))
-        pos = m.end()
-    return tokens or None
+    return tokenize(_TOKEN, text)
 
 
 class _Parser:

@@ -25,6 +25,8 @@ from functools import lru_cache
 
 import mpmath
 
+from verifiers.math.lex import tokenize
+
 MAX_TOKENS = 300  # trees stay shallow enough for recursive evaluation on any thread's stack
 _CTX = mpmath.MPContext()  # private context: nobody else changes its precision
 _CTX.dps = 30
@@ -82,17 +84,7 @@ def clearly_different(gold: str, pred: str, rel_tol: float) -> bool:
 
 
 def _tokenize(text: str) -> list[tuple[str, str]] | None:
-    tokens: list[tuple[str, str]] = []
-    pos = 0
-    text = text.strip()
-    while pos < len(text):
-        m = _TOKEN.match(text, pos)
-        if not m:
-            return None
-        kind = m.lastgroup or ""
-        tokens.append((kind, m.group(kind)))
-        pos = m.end()
-    return tokens or None
+    return tokenize(_TOKEN, text)
 
 
 class _Parser:
