@@ -29,16 +29,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--demo", default="runs/demo", help="a finished `reasoner demo` folder")
-    p.add_argument("--demo-sft-steps", type=int, default=150, help="demo warm-start SFT steps, if it must be run")
-    p.add_argument("--demo-grpo-steps", type=int, default=100, help="demo GRPO steps, if it must be run")
+    p.add_argument("--demo-sft-steps", type=int, help="demo SFT steps, if it must be run (default: the demo's)")
+    p.add_argument("--demo-grpo-steps", type=int, help="demo GRPO steps, if it must be run (default: the demo's)")
     p.add_argument("--teacher", help="teacher model (default <demo>/grpo/model)")
     p.add_argument("--student", help="student initial model (default <demo>/init)")
     p.add_argument("--out", default="runs/distill_experiment")
-    p.add_argument("--prompts", type=int, default=1500, help="training-split problems to sample")
+    p.add_argument("--prompts", type=int, default=3000, help="training-split problems to sample")
     p.add_argument("--n", type=int, default=4, help="teacher samples per problem")
-    p.add_argument("--temperature", type=float, default=0.6, help="teacher and eval temperature (R1: 0.6)")
+    p.add_argument("--temperature", type=float, default=1.0, help="teacher and eval temperature")
     p.add_argument("--max-new-tokens", type=int, default=96)
-    p.add_argument("--steps", type=int, default=150, help="student SFT steps")
+    p.add_argument("--steps", type=int, default=800, help="student SFT steps (to convergence: see the README)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--eval-problems", type=int, default=200)
@@ -59,10 +59,12 @@ def ensure_demo(args, demo: Path) -> None:
     from reasoner.demo import DemoConfig, run_demo
 
     cfg = DemoConfig(out=str(demo), seed=args.seed, threads=args.threads)
-    cfg.sft.max_steps, cfg.grpo.steps = args.demo_sft_steps, args.demo_grpo_steps
-    cfg.grpo.save_every = min(cfg.grpo.save_every, max(1, args.demo_grpo_steps // 2))
-    print(f"[experiment] running the demo into {demo}: {args.demo_sft_steps} SFT steps, "
-          f"{args.demo_grpo_steps} GRPO steps")
+    if args.demo_sft_steps:
+        cfg.sft.max_steps = args.demo_sft_steps
+    if args.demo_grpo_steps:
+        cfg.grpo.steps = args.demo_grpo_steps
+        cfg.grpo.save_every = min(cfg.grpo.save_every, max(1, args.demo_grpo_steps // 2))
+    print(f"[experiment] running the demo into {demo}: {cfg.sft.max_steps} SFT steps, {cfg.grpo.steps} GRPO steps")
     print(json.dumps(run_demo(cfg), indent=2))
 
 
