@@ -33,7 +33,7 @@ from reasoner.training.config import AlgorithmConfig, LogConfig, OptimConfig, Re
 class DemoEvalConfig:
     num_problems: int = 200            # held-out problems (a split disjoint from training)
     samples: int = 8                   # per problem; pass@1 is their mean, pass@G uses all of them
-    temperature: float = 0.6           # DeepSeek-R1's evaluation temperature
+    temperature: float = 1.0           # the temperature GRPO samples at (lower ones hide sampling errors)
     top_p: float = 1.0
 
 
@@ -45,7 +45,7 @@ def _demo_grpo() -> TrainConfig:
         algorithm=AlgorithmConfig(advantage="grpo", loss_agg="token-mean", kl_beta=0.0),
         optim=OptimConfig(lr=1e-4, schedule="constant", max_grad_norm=1.0),
         log=LogConfig(sample_every=10, progress=True),
-        steps=60, prompts_per_step=64, save_every=30,
+        steps=100, prompts_per_step=64, save_every=50,
     )
 
 
