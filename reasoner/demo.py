@@ -174,7 +174,7 @@ def _write_report(out: Path, summary: dict, before: dict, after: dict, records: 
         "## GRPO training curves",
     ]
     write_report(out / "report.md", title="reasoner demo: GRPO on chains of additions", records=records,
-                 plots=plots, summary=summary, notes=notes)
+                 plots=plots, summary=summary, notes=["\n".join(notes)])
 
 
 def _fmt(value: float | None) -> str:

@@ -54,5 +54,6 @@ def test_demo_on_a_tiny_budget_writes_summary_report_and_curves(tmp_path):
     assert summary["wall_minutes"] > 0
     assert {"reward.png", "lengths.png"} <= {p.name for p in (out / "plots").iterdir()}
     report = (out / "report.md").read_text()
-    assert "Held-out evaluation" in report and "warm start (SFT)" in report
+    assert "Held-out evaluation" in report
+    assert "|---|---|---|---|---|---|\n| warm start (SFT) |" in report  # one table, not rows split by blank lines
     assert (out / "grpo" / "model" / "config.json").exists()
