@@ -37,13 +37,18 @@ def small_config(model_dir, out_dir, **overrides) -> TrainConfig:
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
 
 
+def sample_rollouts(model, tokenizer, num_prompts: int, n: int, max_new_tokens: int) -> Rollouts:
+    """`n` sampled completions for each of the first `num_prompts` training problems."""
+    prompts = build_prompts(tokenizer, arithmetic(num_prompts, split="train"))
+    groups = HFEngine(model, tokenizer).generate([p.token_ids for p in prompts],
+                                                 SamplingParams(n=n, max_new_tokens=max_new_tokens))
+    return Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts], tokenizer)
+
+
 def test_update_changes_parameters_and_lowers_the_surrogate_loss_on_a_fixed_batch(tiny_model_dir, tokenizer):
     torch.manual_seed(0)
     model = load_model(ModelConfig(path=str(tiny_model_dir)))
-    prompts = build_prompts(tokenizer, arithmetic(4, split="train"))
-    groups = HFEngine(model, tokenizer).generate([p.token_ids for p in prompts], SamplingParams(n=4,
-                                                                                              max_new_tokens=12))
-    rollouts = Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts], tokenizer)
+    rollouts = sample_rollouts(model, tokenizer, 4, n=4, max_new_tokens=12)
     advantages = torch.tensor([1.0, -1.0, 0.5, -0.5] * 4)
     batch = collate(rollouts, advantages, tokenizer.pad_token_id)
     batch.old_logprobs = score_logprobs(model, batch)  # fixed: the surrogate can only improve against them
@@ -150,10 +155,7 @@ def test_shared_prompt_forward_equals_the_plain_forward_in_values_and_gradients(
 
     torch.manual_seed(0)
     model = load_model(ModelConfig(path=str(tiny_model_dir)))
-    prompts = build_prompts(tokenizer, arithmetic(3, split="train"))
-    groups = HFEngine(model, tokenizer).generate([p.token_ids for p in prompts], SamplingParams(n=4,
-                                                                                              max_new_tokens=10))
-    rollouts = Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts], tokenizer)
+    rollouts = sample_rollouts(model, tokenizer, 3, n=4, max_new_tokens=10)
     batch = collate(rollouts, torch.zeros(rollouts.size), tokenizer.pad_token_id)
     assert batch.group_size == 4
 
@@ -179,10 +181,7 @@ def test_skipping_zero_advantage_groups_leaves_the_update_unchanged(tiny_model_d
 
     torch.manual_seed(0)
     base = load_model(ModelConfig(path=str(tiny_model_dir)))
-    prompts = build_prompts(tokenizer, arithmetic(4, split="train"))
-    groups = HFEngine(base, tokenizer).generate([p.token_ids for p in prompts], SamplingParams(n=3,
-                                                                                             max_new_tokens=10))
-    rollouts = Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts], tokenizer)
+    rollouts = sample_rollouts(base, tokenizer, 4, n=3, max_new_tokens=10)
     # groups 0 and 2 have zero advantages; in the last minibatch pass both groups are skipped entirely
     advantages = torch.tensor([0.0, 0.0, 0.0, 1.0, -0.5, -0.5, 0.0, 0.0, 0.0, 0.7, 0.0, -0.7])
     batch = collate(rollouts, advantages, tokenizer.pad_token_id)
