@@ -12,7 +12,7 @@ from typing import Callable
 
 class Pump:
     def __init__(self) -> None:
-        self.sel = selectors.DefaultSelector()
+        self.sel = selectors.PollSelector()    # a few descriptors, briefly: no epoll set to build
         self.out: dict[int, memoryview] = {}
         self.close_when_written: set[int] = set()
         self.readers: dict[int, Callable[[bytes], None]] = {}

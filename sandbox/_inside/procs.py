@@ -43,8 +43,8 @@ def wait4(pid: int, own_exit: bool) -> dict:
             "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}
 
 
-def children() -> list[int]:
-    me = os.getpid()
+def children(pid: int | None = None) -> list[int]:
+    me = os.getpid() if pid is None else pid
     try:
         with open(f"/proc/{me}/task/{me}/children") as f:
             return [int(p) for p in f.read().split()]

@@ -10,8 +10,9 @@ the solution imported (e.g. `math` in MBPP tests) is imported here; a plain-data
 
 Per-test results ("units") for `assert` sources: every top-level statement that contains an `assert`, and
 every such statement directly inside a top-level function (HumanEval's `check`), is one unit; a unit passes
-when each of its executions finished without an exception. Units are reported as they finish (batched up to
-the next call into the solution), so a timeout keeps the ones already decided. Units never reached count as failed. Without
+when each of its executions finished without an exception. Decided units are sent to the supervisor whenever a
+call into the solution does not answer within `FLUSH_AFTER_S`, and at the end, so a timeout keeps the ones
+already decided while a fast test run wakes the supervisor once. Units never reached count as failed. Without
 any `assert`, the whole source is one unit that passes if it runs to the end. An optional trusted `prelude`
 runs first and overrides the solution's names (HumanEval's prompt helpers).
 """
@@ -25,6 +26,7 @@ import json
 import marshal
 import math
 import os
+import select
 import socket
 import sys
 import time
@@ -34,6 +36,7 @@ from . import wire
 
 CTL, PEER = 3, 4
 RUNS_PER_TESTER = 64      # the zygote replaces its long-lived tester after this many runs
+FLUSH_AFTER_S = 0.002     # decided units are sent when a call has not answered within this time (and at the end)
 _EXC_TYPES = {name: obj for name, obj in vars(builtins).items()
               if isinstance(obj, type) and issubclass(obj, Exception)}
 
@@ -54,9 +57,10 @@ class Tester:
     def request(self, msg: dict) -> Any:
         if self.dead:
             raise RemoteError(self.dead)
-        self.flush()          # before anything that can block: a deadline keeps every decided unit
         try:
             wire.write_frame(PEER, msg)
+            if self.pending and not select.select([PEER], [], [], FLUSH_AFTER_S)[0]:
+                self.flush()  # a call that takes a while may hit the deadline: report what is decided first
             reply = wire.read_frame(PEER, self.max_message)
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.dead = "the solution's process exited"
@@ -102,7 +106,8 @@ class Tester:
 
     # -------------------------------------------------------------------------------------- supervisor
     def report(self, msg: dict) -> None:
-        """Queue a report; queued reports go out before the next call to the solution and at the end."""
+        """Queue a report. Queued reports go out when a call into the solution does not answer at once, so
+        a deadline keeps every decided unit, and at the end; a fast test costs the supervisor one wake-up."""
         self.pending.append(msg)
 
     def flush(self) -> None:

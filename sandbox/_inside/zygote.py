@@ -348,6 +348,11 @@ class Zygote:
     def _kill_all(self, pids: dict[str, int], keep: set[int]) -> None:
         """Kill everything the run started; `keep` (the long-lived tester) survives."""
         if self.pid1:
+            # Every process of the run that is still alive is our child or a descendant of one (orphans are
+            # re-parented to pid 1): with no child but `keep`, and none of its own, nothing else exists in
+            # the namespace. Otherwise stop and kill everything.
+            if not set(procs.children()) - keep and not any(procs.children(pid) for pid in keep):
+                return
             procs.kill_all_except(keep)       # everything else in our pid namespace
             return
         for pid in pids.values():
@@ -404,6 +409,9 @@ class Zygote:
         else:
             for name in entries:
                 procs.remove(os.path.join(self.workdir, name))
+            st = os.lstat(self.workdir)
+            if st.st_mode & 0o7777 == 0o700 and (not self.uids or st.st_uid == self.uids[0]):
+                return                          # still ours, private and empty
         self._make_workdir()
 
     # ------------------------------------------------------------------------------------- messaging
