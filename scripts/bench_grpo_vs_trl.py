@@ -10,11 +10,16 @@ the fraction of digit characters. An untrained model gets 0 from math and format
 the dense reward every group would have zero advantage, and reasoner — which skips groups that carry no gradient —
 would do no update at all while TRL still does. With it, every group varies and both do the full update.
 
+reasoner's trainer samples with its lean decode loop (`reasoner/rollout/fast_decode.py`, the HF engine's default
+for Llama-family models) and sets glibc to keep freed heap pages (`reasoner/training/allocator.py`,
+`keep_freed_memory: true` by default); TRL and the bare compute run as their users run them, with the default
+allocator. `--peers-keep-freed-memory` gives them the allocator setting too.
+
 "Bare compute" is the floor: one `model.generate` of the same batch plus one forward/backward and optimizer step
 over the same tokens, with nothing else. Each system runs in its own subprocess with the same thread count; the
 first `--warmup` steps are discarded and the median of the rest is reported.
 
-    python scripts/bench_grpo_vs_trl.py [--steps 10] [--warmup 2] [--threads 2]
+    python scripts/bench_grpo_vs_trl.py [--steps 10] [--warmup 2] [--threads 2] [--peers-keep-freed-memory]
 
 Prints s/step (wall and CPU) for each, reasoner / bare compute (target <= 1.25), and reasoner / TRL last (target
 <= 0.6). On a machine busy with other work, `--threads 1 --cpu-time` compares CPU seconds instead.
@@ -201,6 +206,9 @@ def main() -> None:
     parser.add_argument("--cpu-time", action="store_true",
                         help="compare CPU seconds per step instead of wall seconds (for a loaded machine; use "
                              "with --threads 1)")
+    parser.add_argument("--peers-keep-freed-memory", action="store_true",
+                        help="give TRL and the bare compute reasoner's allocator setting too "
+                             "(reasoner.training.allocator), to see what the rest of the difference is")
     parser.add_argument("--_run", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--_work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -213,6 +221,9 @@ def main() -> None:
         hf_logging.set_verbosity_error()
         torch.set_num_threads(args.threads)
         torch.manual_seed(0)
+        if args.peers_keep_freed_memory and args._run != "reasoner":   # reasoner's trainer sets it itself
+            from reasoner.training.allocator import keep_freed_memory
+            assert keep_freed_memory(), "mallopt failed"
         work = Path(args._work)
         result = RUNNERS[args._run](work / "model", work / "prompts.jsonl", args.steps, work / args._run)
         print("RESULT " + json.dumps(result), flush=True)
@@ -224,7 +235,8 @@ def main() -> None:
         results = {}
         for name in args.only or ["trl", "reasoner", "bare"]:
             proc = subprocess.run([sys.executable, __file__, "--_run", name, "--_work", str(work),
-                                   "--steps", str(args.steps), "--threads", str(args.threads)],
+                                   "--steps", str(args.steps), "--threads", str(args.threads)]
+                                  + (["--peers-keep-freed-memory"] if args.peers_keep_freed_memory else []),
                                   capture_output=True, text=True, cwd=REPO,
                                   env={**os.environ, "PYTHONPATH": str(REPO)})
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)

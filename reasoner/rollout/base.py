@@ -50,6 +50,7 @@ class RolloutConfig:
     top_k: int = 0
     max_new_tokens: int = 256
     max_batch_size: int = 256         # sequences per generate call (HF engine)
+    fast_decode: bool = True          # HF engine: lean decode loop for Llama-family models (else `generate`)
     stop_strings: list[str] = field(default_factory=list)  # each must be a single token, e.g. "</answer>"
     vllm: dict = field(default_factory=dict)  # options for the vLLM engine (see reasoner.rollout.vllm_engine)
 
@@ -78,7 +79,7 @@ def make_engine(cfg: RolloutConfig, model, tokenizer) -> RolloutEngine:
     """The engine named by `cfg.engine`."""
     if cfg.engine == "hf":
         from reasoner.rollout.hf_engine import HFEngine
-        return HFEngine(model, tokenizer, max_batch_size=cfg.max_batch_size)
+        return HFEngine(model, tokenizer, max_batch_size=cfg.max_batch_size, fast_decode=cfg.fast_decode)
     if cfg.engine == "vllm":
         from reasoner.rollout.vllm_engine import VLLMEngine  # optional dependency
         return VLLMEngine.from_model(model, tokenizer, **cfg.vllm)

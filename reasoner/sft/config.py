@@ -43,5 +43,6 @@ class SFTConfig:
     out_dir: str = "runs/sft"
     log_every: int = 10
     threads: int = 0
+    keep_freed_memory: bool = True   # glibc: reuse freed heap pages (reasoner/training/allocator.py)
     progress: bool = True
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # ddp / deepspeed under torchrun

@@ -21,6 +21,7 @@ from reasoner.config import save_config
 from reasoner.models import load_model, load_tokenizer
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, load_sft_rows, pack_examples, tokenize_examples
+from reasoner.training.allocator import keep_freed_memory
 from reasoner.training.backend import Backend, SingleProcess, make_backend
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.rng import set_seed
@@ -44,6 +45,8 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
         save_config(cfg, out / "config.yaml")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     set_seed(cfg.seed)  # the same on every rank: all draw the same batches, each trains on its share
     tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
     examples = prepare_examples(tokenizer, rows, cfg)  # data errors surface before the model loads

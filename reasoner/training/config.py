@@ -105,3 +105,4 @@ class TrainConfig:
     keep_checkpoints: int = 2
     resume: bool = True                        # continue from the newest checkpoint in out_dir if there is one
     threads: int = 0                           # torch CPU threads; 0 -> leave torch's default
+    keep_freed_memory: bool = True             # glibc: reuse freed heap pages (reasoner/training/allocator.py)

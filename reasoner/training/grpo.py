@@ -32,6 +32,7 @@ from reasoner.metrics.report import write_report
 from reasoner.metrics.rollout_stats import rollout_metrics
 from reasoner.models import load_model, load_tokenizer
 from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
+from reasoner.training.allocator import keep_freed_memory
 from reasoner.training.backend import Backend, make_backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
 from reasoner.training.checkpoint import (TrainerState, latest_checkpoint, restore_checkpoint, save_checkpoint,
@@ -125,6 +126,8 @@ def setup(cfg: TrainConfig) -> Trainer:
         save_config(cfg, out / "config.yaml")
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
+    if cfg.keep_freed_memory:
+        keep_freed_memory()
     set_seed(cfg.seed + backend.rank)  # ranks sample different completions
     ckpt = latest_checkpoint(out) if cfg.resume else None
 
