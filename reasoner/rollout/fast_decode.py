@@ -141,11 +141,16 @@ class Decoder:
     @torch.inference_mode()
     def sample(self, prefix_kv: list[tuple[torch.Tensor, torch.Tensor]] | None, repeat: int,
                last_tokens: torch.Tensor, attention: torch.Tensor, *, max_new_tokens: int, stop_ids: list[int],
-               pad_id: int, temperature: float, top_k: int, top_p: float) -> tuple[torch.Tensor, torch.Tensor]:
+               pad_id: int, temperature: float, top_k: int, top_p: float,
+               compact_below: float = 0.5) -> tuple[torch.Tensor, torch.Tensor]:
         """`prefix_kv`: per layer, keys/values `[B, kv_heads, P - 1, d]` of each distinct prompt but its last token
         (left-padded; None when P = 1), each used for `repeat` consecutive rows; `last_tokens` `[N]` and
         `attention` `[N, P]` (0 at padding) for the N = B × repeat rows. Returns `(tokens [N, L], logprobs
-        [N, L])`, L <= max_new_tokens; after a row's stop token come pad tokens."""
+        [N, L])`, L <= max_new_tokens; after a row's stop token come pad tokens (log-prob 0).
+
+        Finished rows are dropped from the batch (their cache rows copied out) once the unfinished ones are at
+        most `compact_below` of the rows being computed; 0 never drops them, which keeps the random stream
+        identical to `generate`'s (it samples every row until all are done)."""
         n, p = attention.shape
         d, kv, g = self.head_dim, self.n_kv, self.n_heads // self.n_kv
         total = p + max_new_tokens
@@ -159,37 +164,42 @@ class Decoder:
                 ck.view(b, repeat, kv, total, d)[:, :, :, :p - 1] = k[:, None]
                 cv.view(b, repeat, kv, total, d)[:, :, :, :p - 1] = v[:, None]
             cache.append((ck, cv))
-        valid = torch.ones(n, 1, 1, total, dtype=torch.bool, device=attention.device)
+        device = attention.device
+        valid = torch.ones(n, 1, 1, total, dtype=torch.bool, device=device)
         valid[:, 0, 0, :p] = attention.bool()
         positions = attention.sum(dim=1) - 1                        # the last prompt token's position
-        stops = torch.tensor(stop_ids, device=attention.device)
+        stops = torch.tensor(stop_ids, device=device, dtype=torch.long)
         greedy = temperature == 0
         t_record = temperature if temperature > 0 else 1.0
-        tokens, logprobs = [], []
-        unfinished = torch.ones(n, dtype=torch.bool, device=attention.device)
+        out_tokens = torch.full((n, max_new_tokens), pad_id, dtype=torch.long, device=device)
+        out_logprobs = torch.zeros(n, max_new_tokens, device=device)
+        rows = torch.arange(n, device=device)                        # which output rows are being computed
+        unfinished = torch.ones(n, dtype=torch.bool, device=device)
         current = last_tokens
         rotary = self.model.model.rotary_emb
+        half = d // 2
+        steps = 0
         for step in range(max_new_tokens):
+            m = len(rows)
             col = p - 1 + step                                     # the cache column written this step
-            h = F.embedding(current, self.embed)                   # [N, H]
-            cos, sin = rotary(h, positions[:, None])               # [N, 1, d]
-            half = d // 2
+            h = F.embedding(current, self.embed)                   # [m, H]
+            cos, sin = rotary(h, positions[:, None])               # [m, 1, d]
             sin_signed = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
             mask = valid[..., :col + 1]
             for layer, (ck, cv) in zip(self.layers, cache):
                 x = _rms(h, layer.ln_in, self.eps)
                 qkv = F.linear(x, layer.qkv, layer.qkv_bias)
-                q = qkv[:, :self.n_heads * d].view(n, self.n_heads, d)
-                k = qkv[:, self.n_heads * d:(self.n_heads + kv) * d].view(n, kv, d)
-                v = qkv[:, (self.n_heads + kv) * d:].view(n, kv, d)
+                q = qkv[:, :self.n_heads * d].view(m, self.n_heads, d)
+                k = qkv[:, self.n_heads * d:(self.n_heads + kv) * d].view(m, kv, d)
+                v = qkv[:, (self.n_heads + kv) * d:].view(m, kv, d)
                 if layer.q_norm is not None:
                     q, k = _rms(q, layer.q_norm, self.eps), _rms(k, layer.k_norm, self.eps)
                 q, k = _rotate(q, cos, sin_signed), _rotate(k, cos, sin_signed)
                 ck[:, :, col] = k
                 cv[:, :, col] = v
-                out = F.scaled_dot_product_attention(q.view(n, kv, g, d), ck[:, :, :col + 1], cv[:, :, :col + 1],
+                out = F.scaled_dot_product_attention(q.view(m, kv, g, d), ck[:, :, :col + 1], cv[:, :, :col + 1],
                                                      attn_mask=mask, scale=self.scaling)
-                h = h + F.linear(out.reshape(n, self.n_heads * d), layer.o, layer.o_bias)
+                h = h + F.linear(out.reshape(m, self.n_heads * d), layer.o, layer.o_bias)
                 x = _rms(h, layer.ln_post, self.eps)
                 gate, up = F.linear(x, layer.gate_up, layer.gate_up_bias).chunk(2, dim=-1)
                 h = h + F.linear(F.silu(gate) * up, layer.down, layer.down_bias)
@@ -200,14 +210,22 @@ class Decoder:
                 probs = warp(logits, temperature, top_k, top_p).softmax(dim=-1)
                 nxt = torch.multinomial(probs, num_samples=1).squeeze(1)
             nxt = torch.where(unfinished, nxt, torch.full_like(nxt, pad_id))
-            logprobs.append(torch.log_softmax(logits / t_record, dim=-1).gather(1, nxt[:, None]).squeeze(1))
-            tokens.append(nxt)
+            lp = torch.log_softmax(logits / t_record, dim=-1).gather(1, nxt[:, None]).squeeze(1)
+            out_tokens[rows, step] = nxt
+            out_logprobs[rows, step] = torch.where(unfinished, lp, torch.zeros_like(lp))
+            steps = step + 1
             unfinished &= ~torch.isin(nxt, stops)
-            if not bool(unfinished.any()):
+            alive = int(unfinished.sum())
+            if alive == 0:
                 break
             current = nxt
             positions = positions + 1
-        return torch.stack(tokens, dim=1), torch.stack(logprobs, dim=1)
+            if alive <= compact_below * m:
+                keep = unfinished.nonzero().squeeze(1)
+                rows, current, positions, unfinished = rows[keep], current[keep], positions[keep], unfinished[keep]
+                valid = valid[keep]
+                cache = [(ck[keep], cv[keep]) for ck, cv in cache]
+        return out_tokens[:, :steps], out_logprobs[:, :steps]
 
 
 def prefix_kv(cache) -> list[tuple[torch.Tensor, torch.Tensor]]:

@@ -59,13 +59,17 @@ def sampling_settings(params: SamplingParams) -> dict:
 
 class HFEngine(RolloutEngine):
     """`fast_decode`: sample Llama-family models with the lean loop of `fast_decode` (same distribution, less
-    per-token overhead); other models, or `fast_decode=False`, go through `generate`."""
+    per-token overhead, finished rows dropped from the batch once at most `compact_below` of it is unfinished;
+    with `compact_below=0` the same random stream as `generate`); other models, or `fast_decode=False`, go
+    through `generate`."""
 
-    def __init__(self, model, tokenizer, *, max_batch_size: int = 256, fast_decode: bool = True):
+    def __init__(self, model, tokenizer, *, max_batch_size: int = 256, fast_decode: bool = True,
+                 compact_below: float = 0.5):
         self.model = model
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.fast_decode = fast_decode
+        self.compact_below = compact_below
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @property
@@ -118,7 +122,7 @@ class HFEngine(RolloutEngine):
                 new_tokens, logprobs = fast_decode.Decoder(self.model).sample(
                     prefix, params.n, input_ids[:, -1], attention, max_new_tokens=params.max_new_tokens,
                     stop_ids=stop_ids, pad_id=self.pad_id, temperature=params.temperature, top_k=params.top_k,
-                    top_p=params.top_p)
+                    top_p=params.top_p, compact_below=self.compact_below)
                 new_tokens, logprobs = new_tokens.cpu(), logprobs.cpu()
             else:
                 cache = self._shared_prefill(input_ids, attention, params.n)

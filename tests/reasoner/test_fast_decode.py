@@ -42,40 +42,72 @@ class _Tok:
 PROMPTS = [[5, 6, 7, 8, 9, 10], [11, 12], [13, 14, 15, 16]]
 
 
-@pytest.mark.parametrize("kind, extra", [("qwen3", {}), ("llama", {}), ("llama", {"attention_bias": True}),
-                                         ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}})])
-def test_decoder_logprobs_equal_the_models_forward(kind, extra):
-    """Teacher-forced through the lean loop (greedy, no stop): every step's log-probs equal those of one plain
-    forward over prompt + continuation, padded rows included."""
-    model = _random_model(kind, **extra)
-    assert fast_decode.unsupported_reason(model) is None
-    ids, mask = _left_padded(PROMPTS)
-    engine = HFEngine(model, _Tok())
-    prefix = engine._prefix_kv(ids, mask)
-    tokens, logprobs = fast_decode.Decoder(model).sample(prefix, 1, ids[:, -1], mask, max_new_tokens=12,
-                                                          stop_ids=[], pad_id=0, temperature=0, top_k=0, top_p=1.0)
-    assert tokens.shape == (3, 12)
+def _forward_logprobs(model, ids, mask, tokens):
+    """Log-probs of `tokens` continuing the left-padded prompts, from one plain forward."""
     full_ids = torch.cat([ids, tokens], dim=1)
     full_mask = torch.cat([mask, torch.ones_like(tokens)], dim=1)
     positions = (full_mask.cumsum(1) - 1).clamp(min=0)
     with torch.no_grad():
         logits = model(input_ids=full_ids, attention_mask=full_mask, position_ids=positions).logits
-    ref = torch.log_softmax(logits[:, ids.shape[1] - 1:-1].float(), -1).gather(2, tokens[..., None]).squeeze(2)
+    logits = logits[:, ids.shape[1] - 1:-1].float()
+    return torch.log_softmax(logits, -1).gather(2, tokens[..., None]).squeeze(2), logits
+
+
+@pytest.mark.parametrize("kind, extra", [("qwen3", {}), ("llama", {}), ("llama", {"attention_bias": True}),
+                                         ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}})])
+def test_decoder_logprobs_equal_the_models_forward(kind, extra):
+    """Greedy, no stop: every step's log-probs equal those of one plain forward over prompt + continuation,
+    padded rows included, and every token is that forward's argmax."""
+    model = _random_model(kind, **extra)
+    assert fast_decode.unsupported_reason(model) is None
+    ids, mask = _left_padded(PROMPTS)
+    prefix = HFEngine(model, _Tok())._prefix_kv(ids, mask)
+    tokens, logprobs = fast_decode.Decoder(model).sample(prefix, 1, ids[:, -1], mask, max_new_tokens=12,
+                                                          stop_ids=[], pad_id=0, temperature=0, top_k=0, top_p=1.0)
+    assert tokens.shape == (3, 12)
+    ref, logits = _forward_logprobs(model, ids, mask, tokens)
     torch.testing.assert_close(logprobs, ref, atol=2e-5, rtol=0)
-    # greedy means argmax of the reference too (no near-ties in this random model)
-    assert torch.equal(tokens, logits[:, ids.shape[1] - 1:-1].argmax(-1))
+    assert torch.equal(tokens, logits.argmax(-1))          # no near-ties in this random model
+
+
+def test_dropping_finished_rows_keeps_every_rows_values():
+    """Sampled rows that stop at different steps, with finished rows dropped from the batch as they go: each
+    row's log-probs up to its stop equal the plain forward's, and greedy decoding gives the same tokens with and
+    without dropping."""
+    model = _random_model("qwen3")
+    n = 4
+    ids, mask = _left_padded(PROMPTS)
+    prefix = HFEngine(model, _Tok())._prefix_kv(ids, mask)
+    rep_ids, rep_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
+    stops = list(range(2, 97, 7))                           # rows stop early, at different steps
+    decoder = fast_decode.Decoder(model)
+    torch.manual_seed(3)
+    tokens, logprobs = decoder.sample(prefix, n, rep_ids[:, -1], rep_mask, max_new_tokens=30, stop_ids=stops,
+                                      pad_id=0, temperature=1.0, top_k=0, top_p=1.0, compact_below=0.75)
+    ends = [next((j for j, t in enumerate(row) if t in stops), None) for row in tokens.tolist()]
+    assert len({e for e in ends if e is not None}) >= 4, ends  # stops spread over several steps
+    ref, _ = _forward_logprobs(model, rep_ids, rep_mask, tokens)
+    for i, end in enumerate(ends):
+        upto = tokens.shape[1] if end is None else end + 1
+        torch.testing.assert_close(logprobs[i, :upto], ref[i, :upto], atol=2e-5, rtol=0)
+        assert (tokens[i, upto:] == 0).all() and (logprobs[i, upto:] == 0).all()
+    greedy = [decoder.sample(prefix, n, rep_ids[:, -1], rep_mask, max_new_tokens=30, stop_ids=stops, pad_id=0,
+                             temperature=0, top_k=0, top_p=1.0, compact_below=c) for c in (0.0, 0.75)]
+    assert torch.equal(greedy[0][0], greedy[1][0])
+    torch.testing.assert_close(greedy[0][1], greedy[1][1], atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("params", [SamplingParams(n=4, temperature=1.0, max_new_tokens=16),
                                     SamplingParams(n=3, temperature=0.7, top_k=20, top_p=0.9, max_new_tokens=16),
                                     SamplingParams(n=2, temperature=0, max_new_tokens=10)])
 def test_samples_equal_generate_under_the_same_seed(params):
-    """Same RNG consumption and the same warpers as `generate`: identical tokens, stops and log-probs."""
+    """Same RNG consumption (without dropping finished rows) and the same warpers as `generate`: identical
+    tokens, stops and log-probs."""
     model = _random_model("qwen3")
     runs = {}
     for fast in (True, False):
         torch.manual_seed(1234)
-        engine = HFEngine(model, _Tok(), fast_decode=fast)
+        engine = HFEngine(model, _Tok(), fast_decode=fast, compact_below=0.0)
         assert engine.decode_path == ("fast" if fast else "generate")
         runs[fast] = engine.generate(PROMPTS, SamplingParams(**{**params.__dict__, "stop_token_ids": [3]}))
     for group_fast, group_gen in zip(runs[True], runs[False]):
