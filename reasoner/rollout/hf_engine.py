@@ -1,11 +1,13 @@
-"""The built-in engine: Hugging Face `generate`, batched and left-padded, sharing the trainer's model.
+"""The built-in engine: batched, left-padded sampling on the trainer's own model (transformers).
 
 Because it samples from the very module being trained, weight sync is a no-op. The `n` samples of a prompt share
-its prefill: each distinct prompt is encoded once and its KV cache repeated `n` times before `generate` continues
-from it. Sampling log-probs are
-recorded by a logits processor that sees the raw logits of each step (custom processors run before the
-temperature / top-p warpers) and keeps only the previous step's log-softmax — memory O(batch × vocab) rather than
-the O(batch × length × vocab) of `output_logits=True`.
+its prefill: each distinct prompt is encoded once (all but its last token) through the model's `forward`. Then:
+- Llama-family models decode with the lean loop of `fast_decode` (see there: same distribution as `generate`,
+  far less per-token overhead);
+- any other model continues with `generate` from the prefill's cache repeated `n` times. Its sampling log-probs
+  are recorded by a logits processor that sees the raw logits of each step (custom processors run before the
+  temperature / top-p warpers) and keeps only the previous step's log-softmax — memory O(batch × vocab) rather
+  than the O(batch × length × vocab) of `output_logits=True`.
 """
 from __future__ import annotations
 
@@ -95,8 +97,6 @@ class HFEngine(RolloutEngine):
 
     def _generate_batch(self, prompts: list[list[int]], params: SamplingParams) -> list[Completion]:
         """`params.n` completions for each of `prompts`, groups contiguous."""
-        from transformers import GenerationConfig, LogitsProcessorList
-
         device = next(self.model.parameters()).device
         width = max(len(p) for p in prompts)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
@@ -106,40 +106,16 @@ class HFEngine(RolloutEngine):
             attention[i, width - len(p):] = 1
         input_ids, attention = input_ids.to(device), attention.to(device)
         stop_ids = self.stop_ids(params)
-        gen_cfg = GenerationConfig(**sampling_settings(params), max_new_tokens=params.max_new_tokens,
-                                   eos_token_id=stop_ids, pad_token_id=self.pad_id, bos_token_id=None,
-                                   return_dict_in_generate=True, use_cache=True)
-        recorder = _LogprobRecorder(params.temperature)
-        was_training, own_defaults = self.model.training, self.model.generation_config
-        fast = self.decode_path == "fast"
+        was_training = self.model.training
         self.model.eval()
-        self.model.generation_config = GenerationConfig()  # nothing of the checkpoint's defaults gets merged in
         try:
-            if fast:
-                prefix = self._prefix_kv(input_ids, attention)
-                input_ids = input_ids.repeat_interleave(params.n, dim=0)
-                attention = attention.repeat_interleave(params.n, dim=0)
-                new_tokens, logprobs = fast_decode.Decoder(self.model).sample(
-                    prefix, params.n, input_ids[:, -1], attention, max_new_tokens=params.max_new_tokens,
-                    stop_ids=stop_ids, pad_id=self.pad_id, temperature=params.temperature, top_k=params.top_k,
-                    top_p=params.top_p, compact_below=self.compact_below)
-                new_tokens, logprobs = new_tokens.cpu(), logprobs.cpu()
-            else:
-                cache = self._shared_prefill(input_ids, attention, params.n)
-                input_ids = input_ids.repeat_interleave(params.n, dim=0)
-                attention = attention.repeat_interleave(params.n, dim=0)
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention, past_key_values=cache,
-                                          generation_config=gen_cfg,
-                                          logits_processor=LogitsProcessorList([recorder]))
+            sample = self._sample_fast if self.decode_path == "fast" else self._sample_generate
+            new_tokens, logprobs = sample(input_ids, attention, params, stop_ids)
         finally:
-            self.model.generation_config = own_defaults
             self.model.train(was_training)
-        if not fast:
-            new_tokens = out.sequences[:, width:].cpu()
-            logprobs = recorder.finish(new_tokens[:, -1].to(device)).cpu() if new_tokens.shape[1] else None
         stop_set = set(stop_ids)
         completions = []
-        for i in range(len(input_ids)):
+        for i in range(len(new_tokens)):
             ids = new_tokens[i].tolist()
             end = next((j for j, t in enumerate(ids) if t in stop_set), None)
             if end is None:
@@ -148,27 +124,47 @@ class HFEngine(RolloutEngine):
                 completions.append(Completion(ids[:end + 1], logprobs[i, :end + 1].tolist(), "stop"))
         return completions
 
-    def _prefix_kv(self, input_ids: torch.Tensor, attention: torch.Tensor):
-        """Per-layer keys/values of every prompt but its last token, one row per distinct prompt (None if the
-        prompts are one token wide)."""
+    def _sample_fast(self, input_ids: torch.Tensor, attention: torch.Tensor, params: SamplingParams,
+                     stop_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        cache = self._prefill(input_ids, attention)
+        tokens, logprobs = fast_decode.Decoder(self.model).sample(
+            None if cache is None else fast_decode.prefix_kv(cache), params.n,
+            input_ids[:, -1].repeat_interleave(params.n), attention.repeat_interleave(params.n, dim=0),
+            max_new_tokens=params.max_new_tokens, stop_ids=stop_ids, pad_id=self.pad_id,
+            temperature=params.temperature, top_k=params.top_k, top_p=params.top_p, compact_below=self.compact_below)
+        return tokens.cpu(), logprobs.cpu()
+
+    def _sample_generate(self, input_ids: torch.Tensor, attention: torch.Tensor, params: SamplingParams,
+                         stop_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        from transformers import GenerationConfig, LogitsProcessorList
+
+        gen_cfg = GenerationConfig(**sampling_settings(params), max_new_tokens=params.max_new_tokens,
+                                   eos_token_id=stop_ids, pad_token_id=self.pad_id, bos_token_id=None,
+                                   return_dict_in_generate=True, use_cache=True)
+        recorder = _LogprobRecorder(params.temperature)
+        # `generate` then only runs the last prompt token before sampling; the result is the same as prefilling
+        # each of the n copies separately.
+        cache = self._prefill(input_ids, attention) if params.n > 1 else None
+        if cache is not None:
+            cache.batch_repeat_interleave(params.n)
+        own_defaults = self.model.generation_config
+        self.model.generation_config = GenerationConfig()  # nothing of the checkpoint's defaults gets merged in
+        try:
+            out = self.model.generate(input_ids=input_ids.repeat_interleave(params.n, dim=0),
+                                      attention_mask=attention.repeat_interleave(params.n, dim=0),
+                                      past_key_values=cache, generation_config=gen_cfg,
+                                      logits_processor=LogitsProcessorList([recorder]))
+        finally:
+            self.model.generation_config = own_defaults
+        new_tokens = out.sequences[:, input_ids.shape[1]:]
+        return new_tokens.cpu(), recorder.finish(new_tokens[:, -1]).cpu()
+
+    def _prefill(self, input_ids: torch.Tensor, attention: torch.Tensor):
+        """The KV cache of every prompt but its last token, one row per distinct prompt (None if the prompts are
+        one token wide)."""
         if input_ids.shape[1] < 2:
             return None
         position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
         out = self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
                          position_ids=position_ids[:, :-1], use_cache=True, logits_to_keep=1)
-        return fast_decode.prefix_kv(out.past_key_values)
-
-    def _shared_prefill(self, input_ids: torch.Tensor, attention: torch.Tensor, n: int):
-        """The KV cache of every prompt but its last token, computed once and repeated `n` times (None if n = 1).
-
-        `generate` then only runs the last prompt token before sampling; the result is the same as prefilling
-        each of the n copies separately.
-        """
-        if n == 1 or input_ids.shape[1] < 2:
-            return None
-        position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
-        out = self.model(input_ids=input_ids[:, :-1], attention_mask=attention[:, :-1],
-                         position_ids=position_ids[:, :-1], use_cache=True, logits_to_keep=1)
-        cache = out.past_key_values
-        cache.batch_repeat_interleave(n)
-        return cache
+        return out.past_key_values

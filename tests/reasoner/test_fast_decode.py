@@ -61,7 +61,7 @@ def test_decoder_logprobs_equal_the_models_forward(kind, extra):
     model = _random_model(kind, **extra)
     assert fast_decode.unsupported_reason(model) is None
     ids, mask = _left_padded(PROMPTS)
-    prefix = HFEngine(model, _Tok())._prefix_kv(ids, mask)
+    prefix = fast_decode.prefix_kv(HFEngine(model, _Tok())._prefill(ids, mask))
     tokens, logprobs = fast_decode.Decoder(model).sample(prefix, 1, ids[:, -1], mask, max_new_tokens=12,
                                                           stop_ids=[], pad_id=0, temperature=0, top_k=0, top_p=1.0)
     assert tokens.shape == (3, 12)
@@ -77,7 +77,7 @@ def test_dropping_finished_rows_keeps_every_rows_values():
     model = _random_model("qwen3")
     n = 4
     ids, mask = _left_padded(PROMPTS)
-    prefix = HFEngine(model, _Tok())._prefix_kv(ids, mask)
+    prefix = fast_decode.prefix_kv(HFEngine(model, _Tok())._prefill(ids, mask))
     rep_ids, rep_mask = ids.repeat_interleave(n, 0), mask.repeat_interleave(n, 0)
     stops = list(range(2, 97, 7))                           # rows stop early, at different steps
     decoder = fast_decode.Decoder(model)
