@@ -37,6 +37,8 @@ def unsupported_reason(model) -> str | None:
         return f"model type {kind!r} is not one of {', '.join(SUPPORTED_TYPES)}"
     if getattr(cfg, "hidden_act", None) != "silu":
         return f"activation {getattr(cfg, 'hidden_act', None)!r} (only silu)"
+    if kind == "mistral" and getattr(cfg, "sliding_window", None) is not None:   # Mistral: from the config
+        return "sliding-window attention"
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
     if layers is None or not isinstance(getattr(model, "lm_head", None), nn.Linear) or \
@@ -47,7 +49,7 @@ def unsupported_reason(model) -> str | None:
         linears = [attn.q_proj, attn.k_proj, attn.v_proj, attn.o_proj, mlp.gate_proj, mlp.up_proj, mlp.down_proj]
         if any(type(m) is not nn.Linear for m in linears):
             return "a projection is not a plain nn.Linear (LoRA, quantised or otherwise wrapped)"
-        if getattr(attn, "sliding_window", None) is not None:
+        if getattr(attn, "sliding_window", None) is not None:          # Qwen2/Qwen3: per layer type
             return "sliding-window attention"
         if (getattr(attn, "q_norm", None) is None) != (kind != "qwen3"):
             return "unexpected q/k normalisation"

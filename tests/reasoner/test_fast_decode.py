@@ -10,13 +10,13 @@ from reasoner.rollout.hf_engine import HFEngine
 
 
 def _random_model(kind: str, **extra):
-    from transformers import AutoModelForCausalLM, LlamaConfig, Qwen3Config
+    from transformers import AutoModelForCausalLM, LlamaConfig, MistralConfig, Qwen3Config
 
     torch.manual_seed(0)
     common = dict(vocab_size=97, hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                   num_key_value_heads=2, head_dim=16, max_position_embeddings=256, tie_word_embeddings=False,
                   pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    cfg = Qwen3Config(**common, **extra) if kind == "qwen3" else LlamaConfig(**common, **extra)
+    cfg = {"qwen3": Qwen3Config, "llama": LlamaConfig, "mistral": MistralConfig}[kind](**common, **extra)
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
     with torch.no_grad():      # non-trivial norms, so q/k normalisation and the layer norms are exercised
         for name, p in model.named_parameters():
@@ -54,7 +54,8 @@ def _forward_logprobs(model, ids, mask, tokens):
 
 
 @pytest.mark.parametrize("kind, extra", [("qwen3", {}), ("llama", {}), ("llama", {"attention_bias": True}),
-                                         ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}})])
+                                         ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}}),
+                                         ("mistral", {"sliding_window": None})])
 def test_decoder_logprobs_equal_the_models_forward(kind, extra):
     """Greedy, no stop: every step's log-probs equal those of one plain forward over prompt + continuation,
     padded rows included, and every token is that forward's argmax."""
@@ -144,3 +145,6 @@ def test_unsupported_models_fall_back_to_generate():
     model = _random_model("qwen3")
     model.model.layers[0].mlp.up_proj = torch.nn.Sequential(model.model.layers[0].mlp.up_proj)   # a wrapped layer
     assert "nn.Linear" in fast_decode.unsupported_reason(model)
+    assert "sliding" in fast_decode.unsupported_reason(_random_model("mistral", sliding_window=4))
+    assert "sliding" in fast_decode.unsupported_reason(
+        _random_model("qwen3", use_sliding_window=True, sliding_window=4, max_window_layers=0))
