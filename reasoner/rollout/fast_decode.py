@@ -4,7 +4,8 @@ Why: on CPU, `generate` on a small model is bound by per-step overhead, not arit
 module calls, mask construction and cache bookkeeping of the full `forward`, and `DynamicCache` copies the whole
 cache every step (`torch.cat`). Here the prefill still runs through the model's own `forward`; after it,
 each step is the same computation written directly on the model's weights: fused q/k/v and gate/up
-projections (concatenated once per call, so they always reflect the current weights), keys and values written
+projections (concatenated once per call, so they always reflect the current weights; not for models where those
+copies would pass `FUSE_LIMIT_BYTES`), keys and values written
 into a preallocated cache, one `scaled_dot_product_attention` per layer with the query heads of a key/value
 head laid out as its query rows (grouped-query attention without repeating the cache). The rotary tables come
 from the model's own `rotary_emb`, so every RoPE variant it implements is honoured.
@@ -59,38 +60,54 @@ def unsupported_reason(model) -> str | None:
     return None
 
 
+FUSE_LIMIT_BYTES = 256 << 20    # fuse q/k/v and gate/up only while the concatenated copies stay below this
+
+
+class _Proj:
+    """Linear maps applied to the same input: one matmul over their concatenated weights when `fuse` (a copy made
+    per call, so it always reflects the current weights), else one matmul each."""
+
+    def __init__(self, mods: list[nn.Linear], fuse: bool) -> None:
+        self.sizes = [m.out_features for m in mods]
+        self.parts = [(m.weight, m.bias) for m in mods]
+        self.fused = None
+        if fuse:
+            bias = None
+            if any(m.bias is not None for m in mods):
+                bias = torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in mods])
+            self.fused = (torch.cat([m.weight for m in mods]), bias)
+
+    def __call__(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.fused is not None:
+            return list(F.linear(x, *self.fused).split(self.sizes, dim=-1))
+        return [F.linear(x, w, b) for w, b in self.parts]
+
+
 @dataclass
 class _Layer:
     ln_in: torch.Tensor
     ln_post: torch.Tensor
-    qkv: torch.Tensor
-    qkv_bias: torch.Tensor | None
-    o: torch.Tensor
-    o_bias: torch.Tensor | None
-    gate_up: torch.Tensor
-    gate_up_bias: torch.Tensor | None
-    down: torch.Tensor
-    down_bias: torch.Tensor | None
+    qkv: _Proj
+    o: nn.Linear
+    gate_up: _Proj
+    down: nn.Linear
     q_norm: torch.Tensor | None
     k_norm: torch.Tensor | None
 
 
-def _cat_bias(*mods: nn.Linear) -> torch.Tensor | None:
-    if all(m.bias is None for m in mods):
-        return None
-    return torch.cat([m.bias if m.bias is not None else m.weight.new_zeros(m.out_features) for m in mods])
-
-
-def _layers(model) -> list[_Layer]:
+def _layers(model, fuse_limit: int) -> list[_Layer]:
+    blocks = model.model.layers
+    fused_bytes = sum(m.weight.numel() * m.weight.element_size() for b in blocks
+                      for m in (b.self_attn.q_proj, b.self_attn.k_proj, b.self_attn.v_proj, b.mlp.gate_proj,
+                                b.mlp.up_proj))
+    fuse = fused_bytes <= fuse_limit
     out = []
-    for layer in model.model.layers:
+    for layer in blocks:
         a, m = layer.self_attn, layer.mlp
         out.append(_Layer(
             ln_in=layer.input_layernorm.weight, ln_post=layer.post_attention_layernorm.weight,
-            qkv=torch.cat([a.q_proj.weight, a.k_proj.weight, a.v_proj.weight]),
-            qkv_bias=_cat_bias(a.q_proj, a.k_proj, a.v_proj), o=a.o_proj.weight, o_bias=a.o_proj.bias,
-            gate_up=torch.cat([m.gate_proj.weight, m.up_proj.weight]), gate_up_bias=_cat_bias(m.gate_proj, m.up_proj),
-            down=m.down_proj.weight, down_bias=m.down_proj.bias,
+            qkv=_Proj([a.q_proj, a.k_proj, a.v_proj], fuse), o=a.o_proj,
+            gate_up=_Proj([m.gate_proj, m.up_proj], fuse), down=m.down_proj,
             q_norm=a.q_norm.weight if getattr(a, "q_norm", None) is not None else None,
             k_norm=a.k_norm.weight if getattr(a, "k_norm", None) is not None else None))
     return out
@@ -126,10 +143,10 @@ def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> 
 class Decoder:
     """Samples continuations of a batch whose prompts (all but their last token) are already in a cache."""
 
-    def __init__(self, model) -> None:
+    def __init__(self, model, fuse_limit: int = FUSE_LIMIT_BYTES) -> None:
         cfg = model.config
         self.model = model
-        self.layers = _layers(model)
+        self.layers = _layers(model, fuse_limit)
         self.eps = cfg.rms_norm_eps
         attn = model.model.layers[0].self_attn
         self.head_dim = attn.head_dim
@@ -189,11 +206,8 @@ class Decoder:
             sin_signed = torch.cat([-sin[..., :half], sin[..., half:]], dim=-1)
             mask = valid[..., :col + 1]
             for layer, (ck, cv) in zip(self.layers, cache):
-                x = _rms(h, layer.ln_in, self.eps)
-                qkv = F.linear(x, layer.qkv, layer.qkv_bias)
-                q = qkv[:, :self.n_heads * d].view(m, self.n_heads, d)
-                k = qkv[:, self.n_heads * d:(self.n_heads + kv) * d].view(m, kv, d)
-                v = qkv[:, (self.n_heads + kv) * d:].view(m, kv, d)
+                q, k, v = layer.qkv(_rms(h, layer.ln_in, self.eps))
+                q, k, v = q.view(m, self.n_heads, d), k.view(m, kv, d), v.view(m, kv, d)
                 if layer.q_norm is not None:
                     q, k = _rms(q, layer.q_norm, self.eps), _rms(k, layer.k_norm, self.eps)
                 q, k = _rotate(q, cos, sin_signed), _rotate(k, cos, sin_signed)
@@ -201,10 +215,9 @@ class Decoder:
                 cv[:, :, col] = v
                 out = F.scaled_dot_product_attention(q.view(m, kv, g, d), ck[:, :, :col + 1], cv[:, :, :col + 1],
                                                      attn_mask=mask, scale=self.scaling)
-                h = h + F.linear(out.reshape(m, self.n_heads * d), layer.o, layer.o_bias)
-                x = _rms(h, layer.ln_post, self.eps)
-                gate, up = F.linear(x, layer.gate_up, layer.gate_up_bias).chunk(2, dim=-1)
-                h = h + F.linear(F.silu(gate) * up, layer.down, layer.down_bias)
+                h = h + F.linear(out.reshape(m, self.n_heads * d), layer.o.weight, layer.o.bias)
+                gate, up = layer.gate_up(_rms(h, layer.ln_post, self.eps))
+                h = h + F.linear(F.silu(gate) * up, layer.down.weight, layer.down.bias)
             logits = F.linear(_rms(h, self.final_norm, self.eps), self.lm_head, self.lm_bias).float()
             if greedy:
                 nxt = logits.argmax(dim=-1)

@@ -58,17 +58,20 @@ def _forward_logprobs(model, ids, mask, tokens):
                                          ("mistral", {"sliding_window": None})])
 def test_decoder_logprobs_equal_the_models_forward(kind, extra):
     """Greedy, no stop: every step's log-probs equal those of one plain forward over prompt + continuation,
-    padded rows included, and every token is that forward's argmax."""
+    padded rows included, and every token is that forward's argmax; with and without fused projections."""
     model = _random_model(kind, **extra)
     assert fast_decode.unsupported_reason(model) is None
     ids, mask = _left_padded(PROMPTS)
     prefix = fast_decode.prefix_kv(HFEngine(model, _Tok())._prefill(ids, mask))
-    tokens, logprobs = fast_decode.Decoder(model).sample(prefix, 1, ids[:, -1], mask, max_new_tokens=12,
-                                                          stop_ids=[], pad_id=0, temperature=0, top_k=0, top_p=1.0)
-    assert tokens.shape == (3, 12)
-    ref, logits = _forward_logprobs(model, ids, mask, tokens)
-    torch.testing.assert_close(logprobs, ref, atol=2e-5, rtol=0)
-    assert torch.equal(tokens, logits.argmax(-1))          # no near-ties in this random model
+    for fuse_limit in (fast_decode.FUSE_LIMIT_BYTES, 0):
+        decoder = fast_decode.Decoder(model, fuse_limit=fuse_limit)
+        assert (decoder.layers[0].qkv.fused is not None) == (fuse_limit > 0)
+        tokens, logprobs = decoder.sample(prefix, 1, ids[:, -1], mask, max_new_tokens=12, stop_ids=[], pad_id=0,
+                                          temperature=0, top_k=0, top_p=1.0)
+        assert tokens.shape == (3, 12)
+        ref, logits = _forward_logprobs(model, ids, mask, tokens)
+        torch.testing.assert_close(logprobs, ref, atol=2e-5, rtol=0)
+        assert torch.equal(tokens, logits.argmax(-1))      # no near-ties in this random model
 
 
 def test_dropping_finished_rows_keeps_every_rows_values():
