@@ -11,8 +11,6 @@ from dataclasses import dataclass
 
 import torch
 
-from reasoner.models.fused import fuse_rms_norms
-
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
@@ -25,7 +23,6 @@ class ModelConfig:
     attn_implementation: str | None = None  # e.g. "sdpa", "flash_attention_2"; None lets transformers choose
     gradient_checkpointing: bool = False
     trust_remote_code: bool = False
-    fused_norms: bool = True             # RMSNorm as one fused kernel (reasoner.models.fused; same values)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -53,8 +50,6 @@ def load_model(cfg: ModelConfig, *, path: str | None = None, trainable: bool = T
             if os.environ.get("HF_HUB_OFFLINE") == "1" else ""
         raise OSError(f"could not load model '{source}'{hint}: {e}") from e
     model.to(resolve_device(cfg.device))
-    if cfg.fused_norms:
-        fuse_rms_norms(model)
     if trainable:
         model.train()
         if cfg.gradient_checkpointing:
