@@ -13,13 +13,15 @@ would do no update at all while TRL still does. With it, every group varies and 
 reasoner's trainer samples with its lean decode loop (`reasoner/rollout/fast_decode.py`, the HF engine's default
 for Llama-family models) and sets glibc to keep freed heap pages (`reasoner/training/allocator.py`,
 `keep_freed_memory: true` by default); TRL and the bare compute run as their users run them, with the default
-allocator. `--peers-keep-freed-memory` gives them the allocator setting too.
+allocator. `--peers-keep-freed-memory` gives them the allocator setting too; `--no-keep-freed-memory` takes it
+from reasoner.
 
 "Bare compute" is the floor: one `model.generate` of the same batch plus one forward/backward and optimizer step
 over the same tokens, with nothing else. Each system runs in its own subprocess with the same thread count; the
 first `--warmup` steps are discarded and the median of the rest is reported.
 
     python scripts/bench_grpo_vs_trl.py [--steps 10] [--warmup 2] [--threads 2] [--peers-keep-freed-memory]
+                                      [--no-keep-freed-memory]
 
 Prints s/step (wall and CPU) for each, reasoner / bare compute (target <= 1.25), and reasoner / TRL last (target
 <= 0.6). On a machine busy with other work, `--threads 1 --cpu-time` compares CPU seconds instead.
@@ -38,6 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PROMPTS, GROUP, NEW_TOKENS, LR = 16, 8, 48, 1e-5
+REASONER_OVERRIDES: list[str] = []      # extra `key=value` settings for reasoner's run (from the command line)
 
 
 def build(work: Path, steps: int) -> tuple[Path, Path]:
@@ -100,7 +103,8 @@ def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
         f"prompts_per_step={PROMPTS}", f"rollout.group_size={GROUP}", f"rollout.max_new_tokens={NEW_TOKENS}",
         f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.tensorboard=false", "log.progress=false",
         "log.plots=false", "log.sample_every=0",
-        "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}, digits: {weight: 1.0}}"])
+        "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}, digits: {weight: 1.0}}",
+        *REASONER_OVERRIDES])
     register_digit_verifier()
     trainer = setup(cfg)
     clock, tokens = StepClock(), []
@@ -209,6 +213,8 @@ def main() -> None:
     parser.add_argument("--peers-keep-freed-memory", action="store_true",
                         help="give TRL and the bare compute reasoner's allocator setting too "
                              "(reasoner.training.allocator), to see what the rest of the difference is")
+    parser.add_argument("--no-keep-freed-memory", action="store_true",
+                        help="run reasoner with keep_freed_memory=false (glibc's default allocator behaviour)")
     parser.add_argument("--_run", choices=list(RUNNERS), help=argparse.SUPPRESS)
     parser.add_argument("--_work", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -224,6 +230,8 @@ def main() -> None:
         if args.peers_keep_freed_memory and args._run != "reasoner":   # reasoner's trainer sets it itself
             from reasoner.training.allocator import keep_freed_memory
             assert keep_freed_memory(), "mallopt failed"
+        if args.no_keep_freed_memory:
+            REASONER_OVERRIDES.append("keep_freed_memory=false")
         work = Path(args._work)
         result = RUNNERS[args._run](work / "model", work / "prompts.jsonl", args.steps, work / args._run)
         print("RESULT " + json.dumps(result), flush=True)
@@ -236,7 +244,8 @@ def main() -> None:
         for name in args.only or ["trl", "reasoner", "bare"]:
             proc = subprocess.run([sys.executable, __file__, "--_run", name, "--_work", str(work),
                                    "--steps", str(args.steps), "--threads", str(args.threads)]
-                                  + (["--peers-keep-freed-memory"] if args.peers_keep_freed_memory else []),
+                                  + (["--peers-keep-freed-memory"] if args.peers_keep_freed_memory else [])
+                                  + (["--no-keep-freed-memory"] if args.no_keep_freed_memory else []),
                                   capture_output=True, text=True, cwd=REPO,
                                   env={**os.environ, "PYTHONPATH": str(REPO)})
             line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)

@@ -51,6 +51,7 @@ class RolloutConfig:
     max_new_tokens: int = 256
     max_batch_size: int = 256         # sequences per generate call (HF engine)
     fast_decode: bool = True          # HF engine: lean decode loop for Llama-family models (else `generate`)
+    compact_below: float = 0.5        # lean loop: drop finished rows when <= this share is unfinished (0: never)
     stop_strings: list[str] = field(default_factory=list)  # each must be a single token, e.g. "</answer>"
     vllm: dict = field(default_factory=dict)  # options for the vLLM engine (see reasoner.rollout.vllm_engine)
 
@@ -79,7 +80,8 @@ def make_engine(cfg: RolloutConfig, model, tokenizer) -> RolloutEngine:
     """The engine named by `cfg.engine`."""
     if cfg.engine == "hf":
         from reasoner.rollout.hf_engine import HFEngine
-        return HFEngine(model, tokenizer, max_batch_size=cfg.max_batch_size, fast_decode=cfg.fast_decode)
+        return HFEngine(model, tokenizer, max_batch_size=cfg.max_batch_size, fast_decode=cfg.fast_decode,
+                        compact_below=cfg.compact_below)
     if cfg.engine == "vllm":
         from reasoner.rollout.vllm_engine import VLLMEngine  # optional dependency
         return VLLMEngine.from_model(model, tokenizer, **cfg.vllm)

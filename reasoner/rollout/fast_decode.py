@@ -13,8 +13,9 @@ from the model's own `rotary_emb`, so every RoPE variant it implements is honour
 Sampling matches `generate` with the engine's settings: temperature, then top-k, then top-p (the order and the
 tie handling of transformers' warpers), one `torch.multinomial` per step from the global generator, finished
 rows fed the pad token. The recorded log-probability is log softmax(logits / T) at the sampled token, before
-any truncation (the engine's contract). Equality with `forward` and with `generate` is tested
-(`tests/reasoner/test_fast_decode.py`).
+any truncation (the engine's contract). Finished rows are dropped from the batch as they accumulate, which
+changes the random stream but not the distribution. Equality with `forward`, and with `generate` under one seed
+when rows are not dropped (`compact_below=0`), is tested (`tests/reasoner/test_fast_decode.py`).
 
 Anything else — another architecture, LoRA or quantised layers, a sliding window, ZeRO-3-partitioned weights —
 is reported by `unsupported_reason` and the engine falls back to `generate`.

@@ -3,9 +3,9 @@
 PyTorch's CPU allocator is plain `malloc`. glibc serves large blocks with `mmap` (above a threshold that adapts
 up to 32 MiB) and gives memory freed at the top of the heap back to the kernel. A training step allocates and
 frees the same multi-megabyte activations every step, so with the defaults every allocation page-faults, and the
-kernel zeroes, each page again. Measured on `scripts/bench_grpo_vs_trl.py`'s model: an elementwise product of two
-`[128, 47, 512]` float32 tensors took 8.0 ms with the defaults and 3.2 ms with these settings, and the GRPO
-update 0.75 s -> 0.65 s per step. This is what the usual advice for PyTorch on CPU (preloading jemalloc or
+kernel zeroes, each page again. `python scripts/bench_grpo_vs_trl.py --only reasoner` gives 1.01 s per step with
+these settings and 1.08-1.12 s with `--no-keep-freed-memory` (the profiler shows the difference in the large
+elementwise products of the update). This is what the usual advice for PyTorch on CPU (preloading jemalloc or
 tcmalloc) achieves, without a preload. The price: the process keeps its peak heap instead of shrinking after a
 large step. Other C libraries (musl, macOS) are left alone.
 """
