@@ -9,17 +9,18 @@ import time
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 from . import host as hostmod
 from .config import Limits, ExecResult, TIMEOUT, validate_tests, sandbox_error
-from .execute import execute
+from .execute import execute, execute_chunk
 from .layers import describe_layers, missing_layers
-from .outcome import CaseResult, Fault, pair_result, stdio_case, stdio_result
+from .outcome import CaseResult, Fault, chunk_cases, pair_result, stdio_case, stdio_result
 from .worker import PRELOAD, Worker, WorkerError, zygote_init
 
 log = logging.getLogger("sandbox")
 UID_BASE = 1_500_000_000          # far above login users and the usual /etc/subuid ranges
+MIN_CHUNK = 4                     # run_batch splits an item's cases so that each worker gets some, down to this
 
 
 class SandboxWarning(UserWarning):
@@ -38,13 +39,19 @@ class Sandbox:
     isolation:  "auto" (bwrap, else unshare as root, else none), or one of "bwrap", "unshare", "none".
     require:    layer names (keys of `layers`) that must be active, e.g. ("seccomp", "net_ns"); else raise.
     retries:    re-runs on a fresh worker after a sandbox fault before reporting `sandbox_error`.
+    stdio_chunk: stdin/stdout cases of one program sent to a worker in one request (each case still runs in
+                its own fresh process; see `_inside/leader.py`); 1 sends every case on its own. Capped so
+                that a request's descriptors fit under `limits.max_open_files`.
     """
 
     def __init__(self, workers: int = 2, limits: Limits | None = None, *, isolation: str = "auto",
                  require: Sequence[str] = (), retries: int = 1, landlock: bool = True, seccomp: bool = True,
-                 cgroups: bool = True, uid_base: int = UID_BASE, preload: Sequence[str] = PRELOAD) -> None:
+                 cgroups: bool = True, uid_base: int = UID_BASE, preload: Sequence[str] = PRELOAD,
+                 stdio_chunk: int = 16) -> None:
         if not isinstance(workers, int) or workers < 1 or workers > 128:
             raise ValueError(f"workers must be an integer in 1..128, got {workers!r}")
+        if not isinstance(stdio_chunk, int) or not 1 <= stdio_chunk <= 16:
+            raise ValueError(f"stdio_chunk must be an integer in 1..16, got {stdio_chunk!r}")
         self.limits = limits or Limits()
         self.retries = int(retries)
         self.host = hostmod.detect()
@@ -61,6 +68,10 @@ class Sandbox:
             self.close()
             raise
         self.layers = describe_layers(self.isolation, self.host, self._workers[0])
+        # A case's process inherits the leader's seccomp filter; where that filter only lets a process signal
+        # itself (by the leader's pid), cases could not signal themselves: chunks are off there.
+        restrict_kill = self._workers[0].hello.get("restrict_kill", True)
+        self.stdio_chunk = 1 if restrict_kill else min(stdio_chunk, (self.limits.max_open_files - 10) // 3)
         self._free: queue.Queue[Worker] = queue.Queue()
         for w in self._workers:
             self._free.put(w)
@@ -126,9 +137,9 @@ class Sandbox:
         """Run many (code, tests) pairs in parallel over the workers; results in input order.
 
         Every item is validated first, so a bad item raises ValueError (naming its index) before anything
-        runs. stdin/stdout items are split into their cases, which spread over the workers like separate
-        jobs (after a case times out, that item's cases not yet started are skipped). Safe to call from
-        several threads at once."""
+        runs. stdin/stdout items are split into chunks of their cases, which spread over the workers like
+        separate jobs (after a case times out, that item's cases not yet started are skipped). Safe to call
+        from several threads at once."""
         items = list(items)
         specs = []
         for i, item in enumerate(items):
@@ -136,8 +147,8 @@ class Sandbox:
                 raise ValueError(f"items[{i}] must be a (code: str, tests: dict) pair")
             specs.append(validate_tests(item[1], where=f"items[{i}].tests"))
         limits = self.limits.with_timeout(timeout_s)
-        jobs = [(i, k) for i, spec in enumerate(specs)
-                for k in (range(len(spec["cases"])) if spec["kind"] == "stdio" else [None])]
+        jobs = [(i, ks) for i, spec in enumerate(specs)
+                for ks in (self._chunks(len(spec["cases"])) if spec["kind"] == "stdio" else [None])]
         batch = _StdioBatch(len(items))
         pool = self._executor()
         done = list(pool.map(lambda job: self._job(items[job[0]][0], specs[job[0]], job, limits, batch), jobs))
@@ -150,16 +161,26 @@ class Sandbox:
                 out[i] = batch.result(i, len(spec["cases"]))
         return out  # type: ignore[return-value]
 
-    def _job(self, code: str, spec: dict, job: tuple[int, int | None], limits: Limits,
+    def _chunks(self, n: int) -> list[tuple[int, ...]]:
+        """An item's case indices in chunks of near-equal size: at most `stdio_chunk`, and (for items with
+        enough cases) at least one chunk per worker."""
+        if n == 0:
+            return []
+        count = max(-(-n // self.stdio_chunk), min(len(self._workers), n // MIN_CHUNK))
+        bounds = [round(j * n / count) for j in range(count + 1)]
+        return [tuple(range(a, b)) for a, b in zip(bounds, bounds[1:]) if b > a]
+
+    def _job(self, code: str, spec: dict, job: tuple[int, tuple[int, ...] | None], limits: Limits,
              batch: "_StdioBatch") -> ExecResult | None:
-        i, k = job
-        if k is None:
+        i, ks = job
+        if ks is None:
             return self._run_checked(code, spec, limits)
         if batch.stopped(i):
             return None
         worker = self._acquire()
         try:
-            batch.add(i, k, self._stdio_case(worker, code, spec["cases"][k], spec.get("float_tol"), limits))
+            for k, res in self._stdio_cases(worker, code, spec, ks, limits):
+                batch.add(i, k, res)
         finally:
             self._free.put(worker)
         return None
@@ -224,17 +245,50 @@ class Sandbox:
                     execute(worker, "pair", code, spec, None, limits), limits, time.monotonic() - start))
             except Fault as exc:
                 return sandbox_error(str(exc), time.monotonic() - start)
-        cases: list[CaseResult] = []
-        for case in spec["cases"]:
-            res = self._stdio_case(worker, code, case, spec.get("float_tol"), limits)
+        got: dict[int, CaseResult] = {}
+        for k, res in self._stdio_cases(worker, code, spec, tuple(range(len(spec["cases"]))), limits):
             if isinstance(res, Fault):
                 out = sandbox_error(str(res), time.monotonic() - start, len(spec["cases"]))
-                out.n_passed = sum(c.status == "passed" for c in cases)
+                out.n_passed = sum(c.status == "passed" for c in got.values())
                 return out
-            cases.append(res)
-            if res.status == TIMEOUT:      # the rest would most likely time out too: stop paying for them
-                break
-        return stdio_result(cases, len(spec["cases"]), time.monotonic() - start)
+            got[k] = res
+        indices = sorted(got)
+        return stdio_result([got[k] for k in indices], len(spec["cases"]), time.monotonic() - start, indices)
+
+    def _stdio_cases(self, worker: Worker, code: str, spec: dict, ks: tuple[int, ...],
+                     limits: Limits) -> Iterator[tuple[int, CaseResult | Fault]]:
+        """Results of cases `ks` of one stdin/stdout item, in chunks where possible; stops after a timeout
+        (the rest would most likely time out too) or a sandbox fault."""
+        pending = list(ks)
+        tol = spec.get("float_tol")
+        while pending:
+            decided = self._chunk(worker, code, spec, pending, limits) if len(pending) > 1 else {}
+            if not decided:                     # the chunk decided nothing: one case on its own, for progress
+                decided = {pending[0]: self._stdio_case(worker, code, spec["cases"][pending[0]], tol, limits)}
+            for k in sorted(decided):
+                yield k, decided[k]
+            if any(isinstance(r, Fault) or r.status == TIMEOUT for r in decided.values()):
+                return
+            pending = [k for k in pending if k not in decided]
+
+    def _chunk(self, worker: Worker, code: str, spec: dict, ks: list[int], limits: Limits) -> dict[int, CaseResult]:
+        """Run up to `stdio_chunk` of cases `ks` in one request; returns the cases it decided."""
+        ks = ks[:self.stdio_chunk]
+        if len(ks) < 2:
+            return {}
+        cases = spec["cases"]
+        try:
+            self._ensure(worker)
+            chunk = execute_chunk(worker, code, [cases[k]["input"] for k in ks], limits)
+            decided = chunk_cases(chunk, [cases[k]["output"] for k in ks], spec.get("float_tol"), limits)
+        except (Fault, WorkerError, OSError, RuntimeError) as exc:
+            log.warning("sandbox fault in a chunk on worker %d (its cases run one by one): %s", worker.index, exc)
+            try:
+                worker.restart()
+            except (WorkerError, OSError, RuntimeError):
+                pass                            # the ordinary path retries and reports
+            return {}
+        return {ks[j]: res for j, res in decided.items()}
 
     def _stdio_case(self, worker: Worker, code: str, case: dict, tol: float | None,
                     limits: Limits) -> CaseResult | Fault:

@@ -1,5 +1,6 @@
 """One execution on one worker, seen from the supervisor: create the descriptors, hand the child ends to the
 zygote, pump code/tests/stdin in and output/events/verdicts out under caps, and return the raw record.
+`execute_chunk` does the same for several stdin/stdout cases of one program in one request (`_inside/leader.py`).
 
 Interpretation (statuses, verdicts) is in `outcome.py`; this module only moves bytes and notices faults
 (the zygote vanishing, not answering, or a tester sending malformed frames).
@@ -19,6 +20,7 @@ from .pump import Pump
 from .worker import Worker
 
 ANSWER_GRACE_S = 10.0      # beyond the deadline, how long the zygote may take to report before it is a fault
+STALL_GRACE_S = 1.0        # in a chunk: beyond a case's deadline, how long until the next report before we stop it
 DRAIN_S = 2.0              # after the zygote's report, how long to collect remaining output
 SOLUTION_EVENTS_CAP = 1 << 20
 
@@ -48,6 +50,7 @@ class _Execution:
         self.s_frames = wire.FrameBuffer(SOLUTION_EVENTS_CAP)
         self.s_event_bytes = 0
         self.t_buffer = wire.FrameBuffer(64 << 20)
+        self.timeout_s = limits.timeout_s
 
     # ------------------------------------------------------------------------------------- callbacks
     def _output(self, store: bytearray, cap: int, chunk: bytes) -> None:
@@ -141,8 +144,11 @@ class _Execution:
         self.pump.borrow(self.worker.fileno())
         self.pump.read(self.worker.fileno(), self.on_zygote)
 
+    def poll_wait(self, wait: float) -> None:
+        self.pump.poll(min(wait, 0.5))
+
     def loop(self) -> None:
-        backstop = time.monotonic() + self.limits.timeout_s + ANSWER_GRACE_S
+        backstop = time.monotonic() + self.timeout_s + ANSWER_GRACE_S
         drain_until = None
         while True:
             now = time.monotonic()
@@ -152,11 +158,11 @@ class _Execution:
                     break
                 wait = drain_until - now
             elif now >= backstop:
-                self.raw.fault = f"the zygote did not report within {self.limits.timeout_s + ANSWER_GRACE_S:.0f}s"
+                self.raw.fault = f"the zygote did not report within {self.timeout_s + ANSWER_GRACE_S:.0f}s"
                 break
             else:
                 wait = backstop - now
-            self.pump.poll(min(wait, 0.5))
+            self.poll_wait(wait)
         if self.worker.cgroups:
             after = self.worker.cgroups.oom_kills()
             self.raw.oom = after is not None and self.oom_before is not None and after > self.oom_before
@@ -176,6 +182,117 @@ def tester_payload(spec: dict, limits: Limits) -> dict:
         out["prepared"] = prepared_assert(spec["source"], spec.get("prelude", ""))
     out["max_message_bytes"] = limits.max_message_bytes
     return out
+
+
+@dataclass
+class ChunkRaw:
+    """What one chunk request produced: the leader's frames and every case's output, in case order."""
+    n: int
+    done: dict | None = None
+    fault: str | None = None
+    frames: list = field(default_factory=list)
+    stdout: list = field(default_factory=list)
+    stderr: list = field(default_factory=list)
+    output_total: list = field(default_factory=list)
+    closed: list = field(default_factory=list)          # per case: how many of its two outputs reached EOF
+    killed_case: int | None = None                       # the case stopped at the output cap
+    stalled: bool = False
+    oom: bool = False
+
+    def __post_init__(self) -> None:
+        self.stdout = [bytearray() for _ in range(self.n)]
+        self.stderr = [bytearray() for _ in range(self.n)]
+        self.output_total = [0] * self.n
+        self.closed = [0] * self.n
+
+
+class _ChunkExecution(_Execution):
+    def __init__(self, worker: Worker, limits: Limits, n: int) -> None:
+        super().__init__(worker, "chunk", limits)
+        self.chunk = ChunkRaw(n)
+        self.ctl_frames = wire.FrameBuffer(SOLUTION_EVENTS_CAP)
+        self.progress = time.monotonic()
+
+    def on_output(self, k: int, store: bytearray, cap: int, chunk: bytes) -> None:
+        c = self.chunk
+        if not chunk:
+            c.closed[k] += 1
+            return
+        c.output_total[k] += len(chunk)
+        if len(store) < cap:
+            store += chunk[:cap - len(store)]
+        if c.output_total[k] > self.limits.max_output_bytes and c.killed_case is None:
+            c.killed_case = k
+            if self.raw.done is None:
+                self.worker.send({"op": "kill", "reason": "output_limit"})
+
+    def on_leader(self, chunk: bytes) -> None:
+        try:
+            frames = self.ctl_frames.feed(chunk)
+        except wire.WireError as exc:
+            self.raw.fault = self.raw.fault or f"the chunk leader sent a malformed report: {exc}"
+            return
+        if frames:
+            self.chunk.frames.extend(frames)
+            self.progress = time.monotonic()
+
+    def start_chunk(self, code: str, inputs: list[str]) -> None:
+        child, mine, cases = [], [], []
+        try:
+            a, b = socket.socketpair()
+            ctl = a.detach()
+            child.append(b.detach())
+            mine.append(ctl)
+            for _ in inputs:
+                fds = []
+                for child_reads in (True, False, False):
+                    r, w = os.pipe()
+                    mine.append(w if child_reads else r)
+                    child.append(r if child_reads else w)
+                    fds.append(mine[-1])
+                cases.append(fds)
+            self.pump.own(*mine)
+            n = len(inputs)
+            self.timeout_s = n * (self.limits.timeout_s + STALL_GRACE_S)
+            self.worker.send({"op": "run", "mode": "chunk", "fd_names": ["s_ctl"], "limits": self.limits.for_zygote(),
+                              "timeout_s": self.timeout_s}, child)
+        finally:
+            for fd in child:
+                os.close(fd)
+        self.oom_before = self.worker.oom_count if self.worker.cgroups else None
+        self.pump.write(ctl, wire.pack({"code": code, "n": n, "timeout_s": self.limits.timeout_s}))
+        self.pump.read(ctl, self.on_leader)
+        keep = self.limits.keep_output_bytes
+        for k, (fd_in, fd_out, fd_err) in enumerate(cases):
+            self.pump.write(fd_in, inputs[k].encode("utf-8"), close_after=True)
+            self.pump.read(fd_out, functools.partial(self.on_output, k, self.chunk.stdout[k],
+                                                     self.limits.max_output_bytes))
+            self.pump.read(fd_err, functools.partial(self.on_output, k, self.chunk.stderr[k], keep))
+        self.pump.borrow(self.worker.fileno())
+        self.pump.read(self.worker.fileno(), self.on_zygote)
+
+    def poll_wait(self, wait: float) -> None:
+        """One pump round; a leader that stops reporting (stopped by its own case, say) is stopped by us."""
+        if self.raw.done is None and not self.chunk.stalled and \
+                time.monotonic() > self.progress + self.limits.timeout_s + STALL_GRACE_S:
+            self.chunk.stalled = True
+            self.worker.send({"op": "kill", "reason": "stalled"})
+        self.pump.poll(min(wait, 0.1))
+
+
+def execute_chunk(worker: Worker, code: str, inputs: list[str], limits: Limits) -> ChunkRaw:
+    """Run one stdin/stdout program on several inputs in one request; see `_inside/leader.py`."""
+    ex = _ChunkExecution(worker, limits, len(inputs))
+    try:
+        ex.start_chunk(code, inputs)
+        ex.loop()
+    except (OSError, ValueError) as exc:
+        ex.raw.fault = ex.raw.fault or f"{type(exc).__name__}: {exc}"
+    finally:
+        ex.pump.close()
+    c = ex.chunk
+    c.done, c.fault, c.oom = ex.raw.done, ex.raw.fault, ex.raw.oom
+    return c
 
 
 def execute(worker: Worker, mode: str, code: str, spec: dict | None, stdin: str | None, limits: Limits) -> Raw:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from .compare import compare_output
 from .config import CRASHED, FAILED, MEMORY, OUTPUT_LIMIT, PASSED, TIMEOUT, ExecResult, Limits
-from .execute import Raw
+from .execute import ChunkRaw, Raw
 
 MAX_TEST_DETAILS = 100
 
@@ -181,6 +181,46 @@ def stdio_case(raw: Raw, expected: str, float_tol: float | None, limits: Limits)
     if status == FAILED:
         why = why if code == 0 else f"exit code {code}" + (f"; {why}" if why else "")
     return CaseResult(status, why or status, signame, **base)
+
+
+def chunk_cases(chunk: ChunkRaw, expected: list[str], float_tol: float | None,
+                limits: Limits) -> dict[int, CaseResult]:
+    """Verdicts for the cases of a chunk that its leader decided (by position in the chunk); the others are
+    re-run one request each. Raises Fault when the run itself failed (the caller restarts the worker)."""
+    done = _common_faults(Raw("solo", done=chunk.done, fault=chunk.fault))
+    if not chunk.frames:
+        if (done.get("solution") or {}).get("code") == 121:
+            raise Fault("solution confinement failed in a chunk")
+        return {}
+    confined = chunk.frames[0]
+    _check_confined([confined], done.get("solution"), "solution")
+    if not (isinstance(confined, dict) and confined.get("ev") == "confined"):
+        return {}
+    out: dict[int, CaseResult] = {}
+    for rep in chunk.frames[1:]:
+        k = rep.get("case") if isinstance(rep, dict) else None
+        if not isinstance(k, int) or not 0 <= k < chunk.n or k in out:
+            raise Fault(f"the chunk leader sent an unexpected report: {str(rep)[:200]}")
+        if chunk.killed_case is not None and k >= chunk.killed_case:
+            break
+        if not rep["timeout"] and chunk.closed[k] < 2:
+            break                               # its output was not complete when the run ended
+        raw = Raw("solo", stdout=chunk.stdout[k], stderr=chunk.stderr[k], output_total=chunk.output_total[k],
+                  s_events=[confined] + ([{"ev": "memory"}] if rep.get("memory") else []),
+                  done={"op": "done", "reason": "timeout" if rep["timeout"] else None, "clean": True,
+                        "wall_s": rep["wall_s"],
+                        "solution": {"own_exit": True, **{f: rep.get(f) for f in ("code", "signal", "cpu_s",
+                                                                                  "maxrss_kb")}}})
+        out[k] = stdio_case(raw, expected[k], float_tol, limits)
+    k = chunk.killed_case
+    if k is not None and k not in out and (chunk.done or {}).get("reason") == "output_limit":
+        raw = Raw("solo", stdout=chunk.stdout[k], stderr=chunk.stderr[k], output_total=chunk.output_total[k],
+                  output_killed=True, s_events=[confined],
+                  done={"op": "done", "reason": "output_limit", "clean": True, "wall_s": 0.0, "solution": {}})
+        out[k] = stdio_case(raw, expected[k], float_tol, limits)
+    if chunk.oom:     # an OOM kill somewhere in the chunk: its failures might be `memory` on their own run
+        out = {k: r for k, r in out.items() if r.status == PASSED}
+    return out
 
 
 def stdio_result(cases: list[CaseResult], n_total: int, duration_s: float,

@@ -152,10 +152,13 @@ def set_oom_score_adj(value: int) -> None:
         pass
 
 
-def read_all(fd: int) -> bytes:
-    chunks = []
+def read_all(fd: int, cap: int | None = None) -> bytes:
+    """Everything up to end of file (or the first `cap` bytes: the rest is read and dropped)."""
+    chunks, size = [], 0
     while True:
         chunk = os.read(fd, 65536)
         if not chunk:
             return b"".join(chunks)
-        chunks.append(chunk)
+        if cap is None or size < cap:
+            chunks.append(chunk[:None if cap is None else cap - size])
+            size += len(chunks[-1])

@@ -83,11 +83,18 @@ def _load(code: str, name: str) -> dict:
 
 def run_script() -> None:
     """stdin/stdout mode: run the program as `__main__`; exit status as CPython would set it."""
-    code = wire.read_frame(CTL, CODE_CAP)["code"]
+    run_main(wire.read_frame(CTL, CODE_CAP)["code"])
+
+
+def run_main(code: str, program: types.CodeType | None = None) -> None:
+    """Run `code` (or its compiled form `program`) as `__main__` on descriptors 0-2, then exit."""
     _setup_stdio()
     status = 0
     try:
-        _load(code, "__main__")
+        if program is None:
+            _load(code, "__main__")
+        else:
+            exec(program, {"__name__": "__main__", "__builtins__": builtins, "__file__": "solution.py"})
     except SystemExit as exc:
         status = _exit_status(exc)
     except BaseException as exc:
@@ -196,5 +203,8 @@ def dispatch() -> None:
     """Entry point of a pre-forked spare: the run's mode arrives with its descriptors."""
     if MODE == "solo":
         run_script()
+    elif MODE == "chunk":
+        from . import leader
+        leader.run()
     else:
         serve_calls()

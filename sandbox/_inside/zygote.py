@@ -27,9 +27,11 @@ import tempfile
 import time
 from typing import Any
 
-from . import confine, landlock, procs, seccomp, solution, tester
+from . import confine, landlock, leader, procs, seccomp, solution, tester
 
 PR_SET_CHILD_SUBREAPER = 36
+WIPE_ROOTS = ("/tmp", "/dev/shm", "/var/tmp")
+MAX_FDS = 64                # descriptors one request may carry (a chunk of 16 stdin/stdout cases: 49)
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -50,6 +52,7 @@ class Zygote:
         if self.uids and not all(procs.world_usable(d) for d in python_dirs):
             self.uids = None        # other uids could not even load the stdlib: drop capabilities instead
         self.workdir = "/tmp/w" if self.private_tmp else tempfile.mkdtemp(prefix="sbx-w-")
+        leader.WIPE_ROOTS[:] = list(WIPE_ROOTS) if self.private_tmp else []
         self._make_workdir()
         os.environ.update(HOME=self.workdir, TMPDIR=self.workdir)
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
@@ -260,6 +263,9 @@ class Zygote:
                 finally:
                     a.close()
                     b.close()
+            elif req["mode"] == "chunk":            # one stdin/stdout program, several cases: see leader.py
+                s_fds = [self.devnull] * 3 + [named["s_ctl"]] + fds[len(req["fd_names"]):]
+                pids["solution"] = self._start("solution", s_fds, limits, leader.run, "chunk")
             else:
                 s_fds = [named.get("s_in", self.devnull), named["s_out"], named["s_err"], named["s_ctl"]]
                 pids["solution"] = self._start("solution", s_fds, limits, solution.run_script, "solo")
@@ -390,7 +396,7 @@ class Zygote:
         return False
 
     def _wipe(self) -> None:
-        roots = ["/tmp", "/dev/shm", "/var/tmp"] if self.private_tmp else []
+        roots = WIPE_ROOTS if self.private_tmp else ()
         for root in roots:
             try:
                 entries = os.listdir(root)
@@ -426,7 +432,7 @@ class Zygote:
         self.send(self.hello())
         self._refill(("solution",))
         while True:
-            data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, 16)
+            data, fds, _, _ = socket.recv_fds(self.ctl, 1 << 16, MAX_FDS)
             if not data:
                 break
             req = json.loads(data)
@@ -458,7 +464,7 @@ class Zygote:
 def _activate() -> None:
     """In a spare: receive the run's descriptors on fd 3, move them to 0..n-1, apply the CPU limit."""
     sock = socket.socket(fileno=3)
-    data, fds, _, _ = socket.recv_fds(sock, 4096, 8)
+    data, fds, _, _ = socket.recv_fds(sock, 4096, MAX_FDS)
     if not data:
         os._exit(0)                              # the zygote went away without using us
     msg = json.loads(data)

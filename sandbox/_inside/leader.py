@@ -1,0 +1,163 @@
+"""Several stdin/stdout cases of one program in one zygote request: a confined "leader" forks one process per case.
+
+Why: a stdin/stdout case costs little of its own; its price is the process around it (fork, confinement,
+copy-on-write faults, a zygote round trip). The leader is a pre-forked, already confined solution spare
+(same uid, rlimits, Landlock and seccomp as any solution process) that compiles the program once and then,
+per case, forks a fresh child that runs the compiled program as `__main__` on that case's stdin/stdout/stderr.
+Each case is still its own process with fresh interpreter state, its own output pipes, its own wall-clock
+deadline and CPU limit, and an emptied working directory.
+
+The leader runs only this module's code: it never executes the program itself. It reports each case it
+could decide *unambiguously* on its control channel (fd 3), which no case process holds:
+`{"case": k, "code", "signal", "cpu_s", "maxrss_kb", "wall_s", "memory", "timeout"}`. Anything else ends the
+request early, and the supervisor re-runs the undecided cases one request each, where the zygote's full
+clean-up applies: a case that left a process behind, ended by SIGKILL (ours to send, or the OOM killer's),
+changed its working directory so that it cannot be emptied, or made the leader fail (e.g. `kill -1` kills the
+leader too). So the chunked path can only be faster, never judge differently: every verdict still comes from
+the supervisor's comparison of the complete output, and a case that interferes with the leader is judged on
+the ordinary path.
+
+Descriptors (arranged by the zygote): 0-2 /dev/null, 3 control channel (code in, reports out), then per case
+`4 + 3k` stdin, `5 + 3k` stdout, `6 + 3k` stderr.
+"""
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import signal
+import time
+
+from . import procs, solution, wire
+
+CTL, FIRST = 3, 4
+PR_SET_CHILD_SUBREAPER = 36
+EVENTS_CAP = 1 << 16
+WIPE_ROOTS: list[str] = []        # set by the zygote: the private temporary roots it wipes between runs
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+class _Abort(Exception):
+    """The leader cannot decide the current case: stop, the supervisor re-runs it on the ordinary path."""
+
+
+def run() -> None:
+    req = wire.read_frame(CTL, solution.CODE_CAP)
+    code, n, timeout_s = req["code"], int(req["n"]), float(req["timeout_s"])
+    try:
+        program = compile(code, "solution.py", "exec", dont_inherit=True)
+    except BaseException:
+        program = None                      # each case reports the error as `python solution.py` would
+    if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        os._exit(3)
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+    home = os.stat(".")
+    before = {root: set(_listdir(root)) for root in WIPE_ROOTS}
+    for k in range(n):
+        try:
+            report = _case(k, code, program, timeout_s, mask)
+        except (_Abort, OSError):
+            break
+        wire.write_frame(CTL, report)
+        if report["timeout"]:
+            break                            # the zygote kills what is left
+        try:
+            _wipe(home, before)
+        except (_Abort, OSError):
+            break
+    os._exit(0)
+
+
+def _case(k: int, code: str, program, timeout_s: float, mask) -> dict:
+    fds = [FIRST + 3 * k, FIRST + 3 * k + 1, FIRST + 3 * k + 2]
+    ev_r, ev_w = os.pipe()
+    started = time.monotonic()
+    try:
+        pid = os.fork()
+    except OSError:
+        raise _Abort() from None
+    if pid == 0:
+        _child(fds + [ev_w], code, program, mask)
+    os.close(ev_w)
+    for fd in fds:
+        os.close(fd)
+    deadline = started + timeout_s
+    status = None
+    while status is None:
+        done, st, ru = os.wait4(pid, os.WNOHANG)
+        if done:
+            status = st
+            break
+        left = deadline - time.monotonic()
+        if left <= 0:
+            os.close(ev_r)
+            return {"case": k, "timeout": True, "wall_s": time.monotonic() - started, "memory": False,
+                    "code": None, "signal": None, "cpu_s": 0.0, "maxrss_kb": 0}
+        signal.sigtimedwait([signal.SIGCHLD], left)
+    wall = time.monotonic() - started
+    _reap_descendants()
+    memory = _memory_event(ev_r)
+    sig = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+    if sig == signal.SIGKILL:
+        raise _Abort()                       # the OOM killer, a hard CPU limit or the program: ordinary path
+    return {"case": k, "timeout": False, "wall_s": wall, "memory": memory,
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None, "signal": sig,
+            "cpu_s": ru.ru_utime + ru.ru_stime, "maxrss_kb": ru.ru_maxrss}
+
+
+def _child(fds: list[int], code: str, program, mask) -> None:
+    """In the case's process: descriptors 0-3, its own session, then the program."""
+    try:
+        for i, fd in enumerate(fds):
+            os.dup2(fd, i, inheritable=i < 3)
+        os.closerange(len(fds), 1 << 16)
+        os.setsid()
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+    except BaseException:
+        os._exit(121)
+    solution.run_main(code, program)
+
+
+def _reap_descendants() -> None:
+    """Reap what the case left (orphans come to us as subreaper); a live one means: ordinary path."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            raise _Abort()
+
+
+def _memory_event(fd: int) -> bool:
+    """Whether the case reported a MemoryError (untrusted, like every solution event: it only names a failure)."""
+    try:
+        data = procs.read_all(fd, EVENTS_CAP)
+    finally:
+        os.close(fd)
+    try:
+        frames = wire.FrameBuffer(EVENTS_CAP).feed(data)
+    except wire.WireError:
+        return False
+    return any(isinstance(f, dict) and f.get("ev") == "memory" for f in frames)
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except OSError:
+        return []                             # not even listable for us: the program could not write there
+
+
+def _wipe(home: os.stat_result, before: dict[str, set[str]]) -> None:
+    """Empty the working directory, remove what the case added to the temporary roots, or give up."""
+    for name in os.listdir("."):
+        procs.remove(name)
+    for root, names in before.items():
+        for name in set(_listdir(root)) - names:
+            procs.remove(os.path.join(root, name))
+        if set(_listdir(root)) - names:
+            raise _Abort()
+    st = os.stat(".")
+    if os.listdir(".") or (st.st_dev, st.st_ino, st.st_mode) != (home.st_dev, home.st_ino, home.st_mode):
+        raise _Abort()
