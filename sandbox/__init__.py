@@ -9,7 +9,10 @@ Standard library only; optional OS features (bubblewrap, Landlock, seccomp, cgro
 Design: a pool of pre-started zygote processes (clean environment, stdlib pre-imported, no tests and no
 secrets in memory) fork a fresh confined process for each execution (ahead of time, as an idle spare).
 Function tests (assert / call) run in a *separate*, long-lived tester process per worker that calls the
-solution over a pipe and receives plain data only; stdin/stdout outputs are compared by the supervisor. See docs/sandbox.md for usage, normalisation rules and measurements.
+solution over a pipe and receives plain data only; stdin/stdout outputs are compared by the supervisor.
+Several stdin/stdout cases of one program go to a worker in one request, where an already confined leader
+forks a fresh process per case (`_inside/leader.py`); any case it cannot decide unambiguously is re-run on
+its own. See docs/sandbox.md for usage, normalisation rules and measurements.
 
 Threat model
 ============
