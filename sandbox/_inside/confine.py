@@ -39,6 +39,7 @@ class Plan:
     dumpable: bool = True
     landlock_fd: int | None = None
     seccomp: "seccomp.Prepared | None" = None
+    seccomp_inherited: bool = False       # the zygote installed the filter on itself before forking us
     applied: list[str] = field(default_factory=list)
 
 
@@ -117,6 +118,7 @@ def apply(plan: Plan) -> list[str]:
             done.append("landlock")
         if plan.seccomp is not None:
             plan.seccomp.install(os.getpid())
+        if plan.seccomp is not None or plan.seccomp_inherited:
             done.append("seccomp")
     except ConfineError:
         raise

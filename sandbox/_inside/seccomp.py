@@ -2,7 +2,9 @@
 
 Default allow, with a deny list aimed at escapes and at reaching outside the sandbox, not at breaking normal
 Python programs:
-- ptrace and cross-process memory access, kcmp, pidfd_getfd;
+- ptrace and cross-process memory access, kcmp, pidfd_getfd, pidfd_send_signal, process_madvise and
+  process_mrelease (pidfd_open is allowed: the zygote waits on pidfds, and with the calls above denied a
+  pidfd is only good for poll and for waitid on one's own children);
 - mount, namespaces (unshare, setns, clone with CLONE_NEW*), chroot, pivot_root, the new mount API;
 - kernel-facing calls: bpf, perf_event_open, userfaultfd, io_uring, keyrings, modules, kexec, reboot, swap,
   syslog, acct, quotactl, open_by_handle_at, personality;
@@ -13,6 +15,13 @@ Python programs:
   aimed at any process but the caller itself.
 clone3 answers ENOSYS so that libc falls back to clone, whose flags a filter can inspect. Other
 architectures (and the x32 ABI) are refused: `build` raises and the layer is reported as missing.
+
+Parts (`build(..., part=)`): "full" is the filter above. The kernel compiles a filter for each process that
+installs it (about 0.25 ms of CPU, mostly fixed cost), so the zygote installs "zygote" on itself and its
+children inherit it: the same rules, except that sendmsg/sendmmsg pass on descriptors >= HIGH_FD, where the
+zygote keeps the sockets it hands descriptors over; every child's RLIMIT_NOFILE is below HIGH_FD, so for
+the children sendmsg stays denied. "kill" is the signal rule alone, which children add where signals are
+restricted by pid (it names the child's own pid).
 """
 from __future__ import annotations
 
@@ -40,10 +49,13 @@ _COMMON_DENY = ("ptrace process_vm_readv process_vm_writev mount umount2 pivot_r
                 "perf_event_open userfaultfd io_uring_setup io_uring_enter io_uring_register keyctl add_key "
                 "request_key kexec_load kexec_file_load init_module finit_module delete_module reboot swapon "
                 "swapoff syslog acct quotactl quotactl_fd open_by_handle_at name_to_handle_at personality connect "
-                "sendmsg sendmmsg pidfd_send_signal pidfd_open pidfd_getfd fsopen fsconfig fsmount move_mount "
+                "sendmsg sendmmsg pidfd_send_signal pidfd_getfd process_madvise process_mrelease fsopen fsconfig fsmount move_mount "
                 "open_tree fspick mount_setattr kcmp migrate_pages move_pages shmget shmat shmctl semget semop "
                 "semctl semtimedop msgget msgsnd msgrcv msgctl mq_open mq_unlink mq_timedsend mq_timedreceive "
                 "mq_notify mq_getsetattr vhangup").split()
+
+PARTS = ("full", "zygote", "kill")
+HIGH_FD = 1024         # "zygote": sendmsg only on descriptors >= this (RLIMIT_NOFILE keeps children below)
 
 # Numbers from arch/x86/entry/syscalls/syscall_64.tbl and include/uapi/asm-generic/unistd.h.
 _TABLES = {
@@ -54,6 +66,7 @@ _TABLES = {
         kexec_file_load=320, init_module=175, finit_module=313, delete_module=176, reboot=169, swapon=167,
         swapoff=168, syslog=103, acct=163, quotactl=179, quotactl_fd=443, open_by_handle_at=304,
         name_to_handle_at=303, personality=135, connect=42, sendmsg=46, sendmmsg=307, pidfd_send_signal=424,
+        process_madvise=440, process_mrelease=448,
         pidfd_open=434, pidfd_getfd=438, fsopen=430, fsconfig=431, fsmount=432, move_mount=429, open_tree=428,
         fspick=433, mount_setattr=442, kcmp=312, migrate_pages=256, move_pages=279, shmget=29, shmat=30,
         shmctl=31, semget=64, semop=65, semctl=66, semtimedop=220, msgget=68, msgsnd=69, msgrcv=70, msgctl=71,
@@ -67,6 +80,7 @@ _TABLES = {
         kexec_file_load=294, init_module=105, finit_module=273, delete_module=106, reboot=142, swapon=224,
         swapoff=225, syslog=116, acct=89, quotactl=60, quotactl_fd=443, open_by_handle_at=265,
         name_to_handle_at=264, personality=92, connect=203, sendmsg=211, sendmmsg=269, pidfd_send_signal=424,
+        process_madvise=440, process_mrelease=448,
         pidfd_open=434, pidfd_getfd=438, fsopen=430, fsconfig=431, fsmount=432, move_mount=429, open_tree=428,
         fspick=433, mount_setattr=442, kcmp=272, migrate_pages=238, move_pages=239, shmget=194, shmat=196,
         shmctl=195, semget=190, semop=193, semctl=191, semtimedop=192, msgget=186, msgsnd=189, msgrcv=188,
@@ -104,60 +118,73 @@ def supported_arch() -> str | None:
     return machine if machine in _TABLES else None
 
 
-_TEMPLATES: dict[bool, tuple[bytearray, list[tuple[int, int]]]] = {}
+_TEMPLATES: dict[tuple[bool, str], tuple[bytearray, list[tuple[int, int]]]] = {}
 _PID_MARK = 0x5EC0FFEE       # placeholder for the caller's pid in the cached program
 
 
-def build(own_pid: int, restrict_kill: bool) -> bytes:
-    """The filter program for a process whose pid (in its own pid namespace) is `own_pid`.
+def build(own_pid: int, restrict_kill: bool, part: str = "full") -> bytes:
+    """The filter program (see PARTS) for a process whose pid (in its own pid namespace) is `own_pid`.
 
     Assembling costs about half a millisecond of Python, so the program is assembled once per process (the
     zygote) and only the pid constants are patched for each child."""
-    if restrict_kill not in _TEMPLATES:
-        prog = bytearray(_assemble(_PID_MARK, restrict_kill))
+    key = (restrict_kill, part)
+    if key not in _TEMPLATES:
+        prog = bytearray(_assemble(_PID_MARK, restrict_kill, part))
         patches = []
         for off in range(0, len(prog), 8):
             k = struct.unpack_from("=I", prog, off + 4)[0]
             if k in (_PID_MARK, (-_PID_MARK) & 0xFFFFFFFF):
                 patches.append((off + 4, 1 if k == _PID_MARK else -1))
-        _TEMPLATES[restrict_kill] = (prog, patches)
-    prog, patches = _TEMPLATES[restrict_kill]
+        _TEMPLATES[key] = (prog, patches)
+    prog, patches = _TEMPLATES[key]
     out = bytearray(prog)
     for off, sign in patches:
         struct.pack_into("=I", out, off, (sign * own_pid) & 0xFFFFFFFF)
     return bytes(out)
 
 
-def _assemble(own_pid: int, restrict_kill: bool) -> bytes:
+def _assemble(own_pid: int, restrict_kill: bool, part: str = "full") -> bytes:
     arch = supported_arch()
     if arch is None:
         raise OSError(errno.ENOSYS, f"seccomp filter not available for {platform.machine()}")
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, got {part!r}")
     audit_arch, nr = _TABLES[arch]
+    eperm, enoafs = 0x00050000 | errno.EPERM, 0x00050000 | errno.EAFNOSUPPORT
     a = _Asm()
     a.op(_LD_W_ABS, _OFF_ARCH)
     a.op(_JEQ, audit_arch, 1, 0)
     a.op(_RET, RET_KILL_PROCESS)
     a.op(_LD_W_ABS, _OFF_NR)
+    if part == "kill":                              # only the signal rule, stacked on an inherited filter
+        for name in _KILLS:
+            a.op(_JEQ, nr[name], "kill", 0)
+        a.op(_RET, RET_ALLOW)
+        _kill_rule(a, own_pid, eperm)
+        return a.assemble()
     if arch == "x86_64":
         a.op(_JGE, 0x40000000, "deny", 0)           # x32 ABI
+    high_fd = part == "zygote"
     for name in _COMMON_DENY:
-        a.op(_JEQ, nr[name], "deny", 0)
+        if high_fd and name in ("sendmsg", "sendmmsg"):
+            a.op(_JEQ, nr[name], "high_fd", 0)
+        else:
+            a.op(_JEQ, nr[name], "deny", 0)
     a.op(_JEQ, nr["clone3"], "enosys", 0)
     a.op(_JEQ, nr["clone"], "clone", 0)
     a.op(_JEQ, nr["socket"], "socket", 0)
     a.op(_JEQ, nr["sendto"], "sendto", 0)
     a.op(_JEQ, nr["ioctl"], "ioctl", 0)
     if restrict_kill:
-        for name in ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo"):
+        for name in _KILLS:
             a.op(_JEQ, nr[name], "kill", 0)
     a.label("allow")
     a.op(_RET, RET_ALLOW)
     a.label("deny")
-    a.op(_RET, 0x00050000 | errno.EPERM)
+    a.op(_RET, eperm)
     a.label("enosys")
     a.op(_RET, 0x00050000 | errno.ENOSYS)
     # BPF jumps only go forward, so each block below ends in its own return instructions.
-    eperm, enoafs = 0x00050000 | errno.EPERM, 0x00050000 | errno.EAFNOSUPPORT
     a.label("clone")
     a.op(_LD_W_ABS, _arg_lo(0))
     a.op(_JSET, CLONE_NEW_MASK, 0, 1)
@@ -181,15 +208,30 @@ def _assemble(own_pid: int, restrict_kill: bool) -> bytes:
     a.op(_JEQ, TIOCLINUX, 1, 0)
     a.op(_RET, RET_ALLOW)
     a.op(_RET, eperm)
-    if restrict_kill:
-        a.label("kill")
+    if high_fd:
+        a.label("high_fd")
+        a.op(_LD_W_ABS, _arg_lo(0) + 4)             # a descriptor is an int: the high word must be 0
+        a.op(_JEQ, 0, 0, 2)
         a.op(_LD_W_ABS, _arg_lo(0))
-        a.op(_JEQ, own_pid, 3, 0)
-        a.op(_JEQ, 0, 2, 0)                         # own process group
-        a.op(_JEQ, -own_pid, 1, 0)                  # own process group, by number
+        a.op(_JGE, HIGH_FD, 1, 0)
         a.op(_RET, eperm)
         a.op(_RET, RET_ALLOW)
+    if restrict_kill:
+        _kill_rule(a, own_pid, eperm)
     return a.assemble()
+
+
+_KILLS = ("kill", "tkill", "tgkill", "rt_sigqueueinfo", "rt_tgsigqueueinfo")
+
+
+def _kill_rule(a: _Asm, own_pid: int, eperm: int) -> None:
+    a.label("kill")
+    a.op(_LD_W_ABS, _arg_lo(0))
+    a.op(_JEQ, own_pid, 3, 0)
+    a.op(_JEQ, 0, 2, 0)                             # own process group
+    a.op(_JEQ, -own_pid, 1, 0)                      # own process group, by number
+    a.op(_RET, eperm)
+    a.op(_RET, RET_ALLOW)
 
 
 class _SockFprog(ctypes.Structure):
@@ -219,10 +261,10 @@ class Prepared:
     """A filter assembled once (in the zygote) into a C buffer; a forked child patches in its pid (when
     kill is restricted) and installs it, which keeps the per-child cost to two prctl calls."""
 
-    def __init__(self, restrict_kill: bool) -> None:
-        self.restrict_kill = restrict_kill
-        build(1, restrict_kill)
-        template, self.patches = _TEMPLATES[restrict_kill]
+    def __init__(self, restrict_kill: bool, part: str = "full") -> None:
+        self.restrict_kill, self.part = restrict_kill, part
+        build(1, restrict_kill, part)
+        template, self.patches = _TEMPLATES[(restrict_kill, part)]
         self.buf = ctypes.create_string_buffer(bytes(template), len(template))
 
     def install(self, own_pid: int) -> None:

@@ -14,6 +14,7 @@ subreaper, repeatedly, until no child remains), reap them all, wipe the working 
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import gc
 import importlib
 import json
@@ -22,6 +23,7 @@ import resource
 import select
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -54,6 +56,7 @@ class Zygote:
         self.workdir = "/tmp/w" if self.private_tmp else tempfile.mkdtemp(prefix="sbx-w-")
         leader.WIPE_ROOTS[:] = list(WIPE_ROOTS) if self.private_tmp else []
         self._make_workdir()
+        self.workdir_ino = os.lstat(self.workdir).st_ino
         os.environ.update(HOME=self.workdir, TMPDIR=self.workdir)
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         if not self.pid1:
@@ -71,7 +74,9 @@ class Zygote:
                 importlib.import_module(name)
             except Exception:
                 pass
+        self.seccomp_inherited = False
         self.probe_report = self._probe()
+        self.seccomp_inherited = self.seccomp and "error" not in self.probe_report and self._filter_self()
         # Everything imported so far is shared with each forked child; freezing it keeps the children's
         # garbage collector from walking (and so copy-on-write faulting) the whole inherited heap.
         gc.collect()
@@ -98,6 +103,37 @@ class Zygote:
             self.abi = 0
             return {}
 
+    def _filter_self(self) -> bool:
+        """Install the seccomp filter on the zygote itself, so that children inherit it instead of each
+        compiling their own (about 0.25 ms of CPU per child). The zygote's variant lets sendmsg through only
+        on descriptors >= seccomp.HIGH_FD, where the zygote keeps the sockets it passes descriptors on; a
+        child's RLIMIT_NOFILE keeps every descriptor it can hold below that, so for children the rule is the
+        full filter's. Where signals are restricted by pid, children still add that small rule."""
+        limits = self.cfg["limits"]
+        if max(limits["max_open_files"], 64) >= seccomp.HIGH_FD:
+            return False
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = seccomp.HIGH_FD + 256
+        try:
+            if soft < want:
+                if hard != resource.RLIM_INFINITY and hard < want:
+                    return False
+                resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            seccomp.Prepared(False, "zygote").install(os.getpid())
+        except (OSError, ValueError):
+            return False
+        self.filters = {False: None, True: seccomp.Prepared(True, "kill")}
+        return True
+
+    def _socketpair(self) -> tuple[socket.socket, socket.socket]:
+        """A pair for passing descriptors to a child: our end above seccomp.HIGH_FD (see _filter_self)."""
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        if self.seccomp_inherited:
+            high = fcntl.fcntl(a.fileno(), fcntl.F_DUPFD_CLOEXEC, seccomp.HIGH_FD)
+            a.close()
+            a = socket.socket(fileno=high)
+        return a, b
+
     def plan(self, role: str, fds: list[int], limits: dict) -> confine.Plan:
         solo = role == "solution"
         uid = self.uids[0 if solo else 1] if self.uids else None
@@ -116,7 +152,7 @@ class Zygote:
             drop_caps=self.is_root and uid is None,
             oom_score_adj=1000 if solo else None, dumpable=False,      # the tester keeps the zygote's
             landlock_fd=self.rulesets.get(role),
-            seccomp=self.filters.get(not (self.uids or self.abi >= 6)))
+            seccomp=self.filters.get(not (self.uids or self.abi >= 6)), seccomp_inherited=self.seccomp_inherited)
 
     def _probe(self) -> dict:
         """Fork a child that applies the full solution plan and checks a few effects; disable what fails."""
@@ -157,7 +193,7 @@ class Zygote:
             except OSError:
                 ns[name] = None
         return {"op": "hello", "pid1": self.pid1, "root": self.is_root, "uid_drop": bool(self.uids),
-                "landlock_abi": self.abi, "seccomp": self.seccomp, "ns": ns, "probe": self.probe_report,
+                "landlock_abi": self.abi, "seccomp": self.seccomp, "seccomp_inherited": self.seccomp_inherited, "ns": ns, "probe": self.probe_report,
                 "private_tmp": self.private_tmp, "workdir": self.workdir, "python": sys.version.split()[0],
                 "restrict_kill": not (self.uids or self.abi >= 6)}
 
@@ -197,14 +233,14 @@ class Zygote:
         for role in roles:
             if role in self.spares or role != "solution":
                 continue
-            a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            a, b = self._socketpair()
             plan = self.plan(role, [self.devnull, self.devnull, self.devnull, b.fileno()], limits)
             pid = self.fork(role, plan, solution.dispatch, spare=True)
             b.close()
             self.spares[role] = (pid, a)
 
     def _spawn_tester(self, limits: dict) -> None:
-        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        a, b = self._socketpair()
         plan = self.plan("tester", [self.devnull] * 5 + [b.fileno()], limits)
         pid = os.fork()
         if pid == 0:
@@ -406,10 +442,7 @@ class Zygote:
                 path = os.path.join(root, name)
                 if path != self.workdir:
                     procs.remove(path)
-        try:
-            entries = os.listdir(self.workdir)
-        except OSError:
-            entries = None
+        entries = _listdir_or_unlock(self.workdir)
         if entries is None or not os.path.isdir(self.workdir) or os.path.islink(self.workdir):
             procs.remove(self.workdir)
         else:
@@ -419,6 +452,13 @@ class Zygote:
             if st.st_mode & 0o7777 == 0o700 and (not self.uids or st.st_uid == self.uids[0]):
                 return                          # still ours, private and empty
         self._make_workdir()
+        if self.rulesets and os.lstat(self.workdir).st_ino != self.workdir_ino:
+            # Landlock rules hold the directory they were built on: a new one needs new rules, or the
+            # next program could not write in its own working directory.
+            for fd in self.rulesets.values():
+                os.close(fd)
+            self.rulesets = self._build_rulesets()
+            self.workdir_ino = os.lstat(self.workdir).st_ino
 
     # ------------------------------------------------------------------------------------- messaging
     def send(self, msg: dict) -> None:
@@ -459,6 +499,21 @@ class Zygote:
                     pass
             self._reap_all(set())
             procs.remove(self.workdir)
+
+
+def _listdir_or_unlock(path: str) -> list[str] | None:
+    """The entries of the working directory; if the program made it unreadable, make it ours again first."""
+    try:
+        return os.listdir(path)
+    except OSError:
+        pass
+    try:
+        if stat.S_ISDIR(os.lstat(path).st_mode):
+            os.chmod(path, 0o700)
+            return os.listdir(path)
+    except OSError:
+        pass
+    return None
 
 
 def _activate() -> None:

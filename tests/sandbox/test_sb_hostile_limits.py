@@ -150,6 +150,18 @@ def test_writes_outside_the_working_directory_fail(hostile, host_dir):
                 os.unlink(p)
 
 
+@pytest.mark.parametrize("lock", ["os.chmod('.', 0)", "os.chmod('.', 0o500)", "os.mkdir('d')\nos.chmod('d', 0)"])
+def test_a_locked_working_directory_does_not_lock_out_the_next_task(hostile, lock):
+    # Unprivileged, the zygote shares the program's uid; re-creating the directory would also leave the
+    # Landlock rules (built on the old directory) pointing elsewhere: the next program could not write.
+    write = {"kind": "stdio", "cases": [{"input": "", "output": "ok"}]}
+    for worker in range(2 * len(hostile._workers)):
+        run(hostile, f"import os\n{lock}\n")
+        res = run(hostile, "open('inside.txt', 'w').write('x')\nimport os\nprint('ok' if os.listdir('.') == "
+                           "['inside.txt'] else os.listdir('.'))\n", write)
+        assert res.passed, res.stderr
+
+
 def test_filling_tmp_and_shm_is_bounded(hostile, host_dir):
     code = ("import os\nout = {}\nfor d in ('.', '/tmp', '/dev/shm', '/var/tmp'):\n    n = 0\n"
             "    try:\n        for i in range(400):\n            with open(os.path.join(d, f'fill{i}'), 'wb') as f:\n"

@@ -48,7 +48,8 @@ def _errno_of(fn):
 def test_seccomp_patch_matches_fresh_assembly():
     for pid in (1, 2, 4242, 2 ** 22):
         for restrict in (False, True):
-            assert seccomp.build(pid, restrict) == seccomp._assemble(pid, restrict)
+            for part in seccomp.PARTS:
+                assert seccomp.build(pid, restrict, part) == seccomp._assemble(pid, restrict, part)
 
 
 @pytest.mark.skipif(seccomp.supported_arch() is None, reason="no seccomp table for this architecture")
@@ -86,6 +87,46 @@ def test_seccomp_filter_blocks_escapes_and_keeps_python_working():
     assert res["socketpair"] == "x" and res["fork"] == 7 and res["kill_self"] == 0
     for key in ("unshare", "mount", "ptrace", "kill_parent", "shmget"):
         assert res[key] == errno.EPERM, (key, res)
+
+
+@pytest.mark.skipif(seccomp.supported_arch() is None, reason="no seccomp table for this architecture")
+def test_zygote_filter_lets_sendmsg_through_only_on_high_descriptors():
+    """The zygote installs the "zygote" part on itself and its children inherit it (plus "kill" where signals
+    are restricted): sendmsg works on a descriptor >= HIGH_FD only, which a child limited by RLIMIT_NOFILE
+    cannot hold; everything else is the full filter's."""
+    import fcntl
+    import resource
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def probe():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (seccomp.HIGH_FD + 64, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+        seccomp.install(seccomp.build(os.getpid(), False, "zygote"))
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        high = socket.socket(fileno=fcntl.fcntl(a.fileno(), fcntl.F_DUPFD_CLOEXEC, seccomp.HIGH_FD))
+        res = {"send_fds_high": _errno_of(lambda: socket.send_fds(high, [b"x"], [0])),
+               "send_fds_low": _errno_of(lambda: socket.send_fds(a, [b"x"], [0])),
+               "pidfd_open": _errno_of(lambda: os.close(os.pidfd_open(os.getpid()))),
+               "process_madvise": libc.syscall(440, -1, 0, 0, 0, 0) == -1 and ctypes.get_errno(),
+               "mount": libc.mount(b"none", b"/tmp", b"tmpfs", 0, None) == -1 and ctypes.get_errno(),
+               "inet": _errno_of(lambda: socket.socket(socket.AF_INET, socket.SOCK_STREAM)),
+               "kill_parent_before": _errno_of(lambda: os.kill(os.getppid(), 0))}
+        # A child: the descriptor limit keeps it below HIGH_FD, and the "kill" part restricts signals.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+        res["dup_high"] = _errno_of(lambda: fcntl.fcntl(b.fileno(), fcntl.F_DUPFD, seccomp.HIGH_FD))
+        seccomp.install(seccomp.build(os.getpid(), True, "kill"))
+        res["kill_parent_after"] = _errno_of(lambda: os.kill(os.getppid(), 0))
+        res["kill_self"] = _errno_of(lambda: os.kill(os.getpid(), 0))
+        res["send_fds_high_after"] = _errno_of(lambda: socket.send_fds(high, [b"x"], [0]))
+        return res
+
+    out = in_child(probe)
+    assert "ok" in out, out
+    res = out["ok"]
+    assert res["send_fds_high"] == res["pidfd_open"] == res["kill_parent_before"] == res["kill_self"] == 0
+    assert res["send_fds_low"] == res["process_madvise"] == res["mount"] == errno.EPERM
+    assert res["inet"] == errno.EAFNOSUPPORT
+    assert res["dup_high"] == errno.EINVAL and res["kill_parent_after"] == errno.EPERM
+    assert res["send_fds_high_after"] == 0      # an inherited high descriptor would work: children close them
 
 
 @pytest.mark.skipif(landlock.abi_version() == 0, reason="kernel without Landlock")

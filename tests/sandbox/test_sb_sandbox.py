@@ -232,3 +232,29 @@ def test_long_lived_tester_starts_each_run_clean(make_sandbox):
                    timeout_s=0.5)
     assert slow.status == "timeout"
     assert box.run("def f():\n    return 1\n", {"kind": "assert", "source": check}).passed
+
+
+def test_a_solution_holds_only_its_own_descriptors(sb):
+    # The zygote passes descriptors on sockets above seccomp.HIGH_FD, where its seccomp filter lets sendmsg
+    # through; a child must hold none of them (nor anything else it was not given) when the program starts.
+    scan = "import os\nopen_fds = []\nfor fd in range(0, 4096):\n    try:\n        os.fstat(fd)\n" \
+           "        open_fds.append(fd)\n    except OSError:\n        pass\n"
+    res = sb.run(scan + "def fds():\n    return open_fds\n", {"kind": "call", "fn": "fds", "cases": [
+        {"args": [], "expected": [0, 1, 2, 3, 4]}]})
+    assert res.passed, res.details
+    res = sb.run(scan + "print(open_fds)\n", {"kind": "stdio", "cases": [{"input": "", "output": "[0, 1, 2, 3]"}] * 3})
+    assert res.passed, res.details
+
+
+def test_children_inherit_the_zygotes_seccomp_filter_unless_descriptors_could_reach_it(sb, make_sandbox):
+    from sandbox import Limits
+    from sandbox._inside import seccomp
+    if not sb.layers["seccomp"]:
+        pytest.skip("no seccomp on this host")
+    assert sb._workers[0].hello["seccomp_inherited"]
+    wide = make_sandbox(workers=1, limits=Limits(max_open_files=seccomp.HIGH_FD))
+    assert wide.layers["seccomp"] and not wide._workers[0].hello["seccomp_inherited"]   # each child installs its own
+    res = wide.run("import socket\na, b = socket.socketpair()\ntry:\n    socket.send_fds(a, [b'x'], [0])\n"
+                   "    print('sent')\nexcept OSError as e:\n    print(e.errno)\n",
+                   {"kind": "stdio", "cases": [{"input": "", "output": "1"}]})
+    assert res.passed, res.details
