@@ -212,6 +212,8 @@ class _ChunkExecution(_Execution):
         self.chunk = ChunkRaw(n)
         self.ctl_frames = wire.FrameBuffer(SOLUTION_EVENTS_CAP)
         self.progress = time.monotonic()
+        self.kept = 0                 # output bytes held for all cases
+        self.stopping = False
 
     def on_output(self, k: int, store: bytearray, cap: int, chunk: bytes) -> None:
         c = self.chunk
@@ -220,11 +222,21 @@ class _ChunkExecution(_Execution):
             return
         c.output_total[k] += len(chunk)
         if len(store) < cap:
-            store += chunk[:cap - len(store)]
+            kept = chunk[:cap - len(store)]
+            store += kept
+            self.kept += len(kept)
         if c.output_total[k] > self.limits.max_output_bytes and c.killed_case is None:
             c.killed_case = k
-            if self.raw.done is None:
-                self.worker.send({"op": "kill", "reason": "output_limit"})
+            self.stop("output_limit")
+        elif self.kept > self.limits.max_output_bytes:
+            # The chunk holds as much output as one execution may: stop it here, so that the supervisor
+            # never keeps more than about two executions' worth; the cases not decided run one by one.
+            self.stop("chunk_output")
+
+    def stop(self, reason: str) -> None:
+        if self.raw.done is None and not self.stopping:
+            self.stopping = True
+            self.worker.send({"op": "kill", "reason": reason})
 
     def on_leader(self, chunk: bytes) -> None:
         try:
@@ -276,7 +288,7 @@ class _ChunkExecution(_Execution):
         if self.raw.done is None and not self.chunk.stalled and \
                 time.monotonic() > self.progress + self.limits.timeout_s + STALL_GRACE_S:
             self.chunk.stalled = True
-            self.worker.send({"op": "kill", "reason": "stalled"})
+            self.stop("stalled")
         self.pump.poll(min(wait, 0.1))
 
 

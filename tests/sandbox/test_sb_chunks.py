@@ -135,3 +135,14 @@ def test_output_limit_memory_and_crash_inside_a_chunk(make_sandbox_module, one_b
 def test_stdio_chunk_is_validated(make_sandbox_module):
     with pytest.raises(ValueError, match="stdio_chunk"):
         make_sandbox_module(stdio_chunk=0)
+
+
+def test_a_chunk_holds_at_most_about_one_executions_output(make_sandbox_module, spy):
+    # Six cases of 600 kB each, under a 1 MB output limit: every case is within its limit, but a chunk stops
+    # once it holds more than the limit, and the rest of the cases still pass (in later requests).
+    box = make_sandbox_module(limits=Limits(timeout_s=10.0, max_output_bytes=1 << 20))
+    big = "y" * (600 << 10)
+    res = box.run("import sys\nk = int(input())\nsys.stdout.write(str(k) + 'y' * (600 << 10))\n",
+                  cases(*[(str(k), str(k) + big) for k in range(6)]))
+    assert res.passed and res.n_passed == 6, res.details
+    assert spy["chunks"] >= 3                    # several chunks, each stopped after about two cases
