@@ -1,6 +1,7 @@
 """`Sandbox`: a pool of workers (zygotes), the public `run` / `run_batch` / `close`, retries and layer reports."""
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import queue
@@ -20,6 +21,7 @@ from .worker import PRELOAD, Worker, WorkerError, zygote_init
 
 log = logging.getLogger("sandbox")
 UID_BASE = 1_500_000_000          # far above login users and the usual /etc/subuid ranges
+_INSTANCES = itertools.count()
 MIN_CHUNK = 4                     # run_batch splits an item's cases so that each worker gets some, down to this
 
 
@@ -60,8 +62,10 @@ class Sandbox:
         self._lock = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
         self._workers: list[Worker] = []
+        self._serial = next(_INSTANCES)
         self._options = dict(landlock=landlock, seccomp=seccomp, preload=tuple(preload), cgroups=cgroups,
-                             uid_base=uid_base + (os.getpid() % 100_000) * 256)
+                             # uids and cgroups of their own for each Sandbox of each process
+                             uid_base=uid_base + ((os.getpid() % 100_000) * 16 + self._serial % 16) * 256)
         try:
             self.isolation = self._start(workers, isolation)
         except BaseException:
@@ -71,7 +75,7 @@ class Sandbox:
         # A case's process inherits the leader's seccomp filter; where that filter only lets a process signal
         # itself (by the leader's pid), cases could not signal themselves: chunks are off there.
         restrict_kill = self._workers[0].hello.get("restrict_kill", True)
-        self.stdio_chunk = 1 if restrict_kill else min(stdio_chunk, (self.limits.max_open_files - 10) // 3)
+        self.stdio_chunk = 1 if restrict_kill else max(1, min(stdio_chunk, (self.limits.max_open_files - 10) // 3))
         self._free: queue.Queue[Worker] = queue.Queue()
         for w in self._workers:
             self._free.put(w)
@@ -85,7 +89,7 @@ class Sandbox:
         init = zygote_init(isolation, self.host, uids, lim.tmp_mb, lim.for_zygote(), o["landlock"], o["seccomp"],
                            o["preload"])
         cg = (lim.worker_memory_bytes, lim.max_processes + 8) if o["cgroups"] else None
-        return Worker(index, isolation, self.host, init, self._spawner, cg)
+        return Worker(index, isolation, self.host, init, self._spawner, cg, f"{os.getpid()}-{self._serial}")
 
     def _start(self, n: int, requested: str) -> str:
         errors = []

@@ -33,8 +33,9 @@ class WorkerError(RuntimeError):
 
 class Worker:
     def __init__(self, index: int, isolation: str, host: hostmod.Host, init: dict, spawner: Executor,
-                 cgroup_limits: tuple[int, int] | None) -> None:
+                 cgroup_limits: tuple[int, int] | None, owner: str = "") -> None:
         self.index = index
+        self.owner = owner or str(os.getpid())      # the Sandbox it belongs to: its cgroup is its own
         self.isolation = isolation
         self.host = host
         self.init = init
@@ -50,7 +51,7 @@ class Worker:
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self) -> dict:
         if self.cgroup_limits and self.cgroups is None:
-            name = f"reasoner-sandbox-{os.getpid()}-{self.index}"
+            name = f"reasoner-sandbox-{self.owner}-{self.index}"
             self.cgroups = WorkerCgroups(name, *self.cgroup_limits)
         sup, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:

@@ -132,9 +132,14 @@ def test_output_limit_memory_and_crash_inside_a_chunk(make_sandbox_module, one_b
     assert res.n_passed == 3
 
 
-def test_stdio_chunk_is_validated(make_sandbox_module):
+def test_stdio_chunk_is_validated_and_fits_the_descriptor_limit(make_sandbox_module):
     with pytest.raises(ValueError, match="stdio_chunk"):
         make_sandbox_module(stdio_chunk=0)
+    few = make_sandbox_module(limits=Limits(timeout_s=10.0, max_open_files=8))
+    assert few.stdio_chunk == 1                 # a request's descriptors would not fit: one case per request
+    assert few.run(ECHO, cases(("1", "1"), ("2", "2"), ("3", "3"))).passed
+    some = make_sandbox_module(limits=Limits(timeout_s=10.0, max_open_files=28))
+    assert some.stdio_chunk in (1, 6)           # 6 cases x 3 descriptors + control + slack
 
 
 def test_a_chunk_holds_at_most_about_one_executions_output(make_sandbox_module, spy):

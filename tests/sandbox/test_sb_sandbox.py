@@ -258,3 +258,17 @@ def test_children_inherit_the_zygotes_seccomp_filter_unless_descriptors_could_re
                    "    print('sent')\nexcept OSError as e:\n    print(e.errno)\n",
                    {"kind": "stdio", "cases": [{"input": "", "output": "1"}]})
     assert res.passed, res.details
+
+
+def test_two_sandboxes_in_one_process_share_no_uid_or_cgroup(make_sandbox):
+    # They once did (both derived from the pid and the worker index): their processes counted against one
+    # pids cgroup and one RLIMIT_NPROC, and closing one removed the other's cgroup.
+    a, b = make_sandbox(workers=1), make_sandbox(workers=1)
+    wa, wb = a._workers[0], b._workers[0]
+    if a.host.is_root:
+        assert set(wa.init["uids"]).isdisjoint(wb.init["uids"])
+    if wa.cgroups and wb.cgroups:
+        assert set(wa.cgroups.dirs.values()).isdisjoint(wb.cgroups.dirs.values())
+    code, tests = "print(input())\n", {"kind": "stdio", "cases": [{"input": "1", "output": "1"}]}
+    a.close()
+    assert b.run(code, tests).passed
