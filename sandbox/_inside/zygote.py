@@ -33,6 +33,7 @@ from . import confine, landlock, leader, procs, seccomp, solution, tester
 
 PR_SET_CHILD_SUBREAPER = 36
 WIPE_ROOTS = ("/tmp", "/dev/shm", "/var/tmp")
+BYE_GRACE_S = 0.01          # how long the solution may take to exit after the tester's "bye"
 MAX_FDS = 64                # descriptors one request may carry (a chunk of 16 stdin/stdout cases: 49)
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -310,7 +311,8 @@ class Zygote:
                 os.close(fd)
         forked = time.monotonic()
         main = "tester" if req["mode"] == "pair" else "solution"
-        reason, statuses = self._wait(main, pids, t0, started + float(req["timeout_s"]))
+        reason, statuses = self._wait(main, pids, t0, started + float(req["timeout_s"]),
+                                      linger=BYE_GRACE_S if req["mode"] == "pair" else 0.0)
         ended = time.monotonic()
         if t0 is not None and (reason or statuses.get("tester", {}).get("code") != 0
                                or self.t0_runs >= tester.RUNS_PER_TESTER):
@@ -345,8 +347,11 @@ class Zygote:
         return self.t0
 
     def _wait(self, main: str, pids: dict[str, int], t0: tuple[int, socket.socket] | None,
-              deadline: float) -> tuple[str | None, dict]:
-        """Until `main` ends (for the long-lived tester: reports its run), the deadline, or a kill request."""
+              deadline: float, linger: float = 0.0) -> tuple[str | None, dict]:
+        """Until `main` ends (for the long-lived tester: reports its run), the deadline, or a kill request.
+
+        With `linger`, wait that much longer for the run's other processes to end on their own (the solution
+        answering the tester's "bye"): reaped here, they leave pid 1 nothing to sweep (see _kill_all)."""
         poll = select.poll()
         poll.register(self.ctl.fileno(), select.POLLIN)
         pidfds = {}
@@ -359,12 +364,23 @@ class Zygote:
             poll.register(t0[1].fileno(), select.POLLIN)
         statuses: dict[str, dict] = {}
         reason = None
+        others = set(pids) - {main}
+        grace_until = None
         try:
-            while main not in statuses:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    reason = "timeout"
-                    break
+            while True:
+                now = time.monotonic()
+                if main in statuses:
+                    if not linger or others <= set(statuses):
+                        break
+                    grace_until = grace_until or now + linger
+                    left = grace_until - now
+                    if left <= 0:
+                        break
+                else:
+                    left = deadline - now
+                    if left <= 0:
+                        reason = "timeout"
+                        break
                 for fd, _ in poll.poll(left * 1000):
                     if fd == self.ctl.fileno():
                         msg = self.recv()
