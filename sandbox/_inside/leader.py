@@ -27,6 +27,8 @@ import json
 import os
 import signal
 import time
+import types
+import warnings
 
 from . import procs, solution, wire
 
@@ -44,10 +46,7 @@ class _Abort(Exception):
 def run() -> None:
     req = wire.read_frame(CTL, solution.CODE_CAP)
     code, n, timeout_s = req["code"], int(req["n"]), float(req["timeout_s"])
-    try:
-        program = compile(code, "solution.py", "exec", dont_inherit=True)
-    except BaseException:
-        program = None                      # each case reports the error as `python solution.py` would
+    program = _compile(code)
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         os._exit(3)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
@@ -66,6 +65,18 @@ def run() -> None:
         except (_Abort, OSError):
             break
     os._exit(0)
+
+
+def _compile(code: str) -> types.CodeType | None:
+    """The program compiled once for all cases, or None: then each case compiles it and reports errors and
+    compile-time warnings (SyntaxWarning) on its own stderr, as `python solution.py` would."""
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            program = compile(code, "solution.py", "exec", dont_inherit=True)
+    except BaseException:
+        return None
+    return None if caught else program
 
 
 def _case(k: int, code: str, program, timeout_s: float, mask) -> dict:
