@@ -191,19 +191,15 @@ class ChunkRaw:
     done: dict | None = None
     fault: str | None = None
     frames: list = field(default_factory=list)
-    stdout: list = field(default_factory=list)
-    stderr: list = field(default_factory=list)
-    output_total: list = field(default_factory=list)
-    closed: list = field(default_factory=list)          # per case: how many of its two outputs reached EOF
     killed_case: int | None = None                       # the case stopped at the output cap
     stalled: bool = False
     oom: bool = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:                     # per case, in case order
         self.stdout = [bytearray() for _ in range(self.n)]
         self.stderr = [bytearray() for _ in range(self.n)]
         self.output_total = [0] * self.n
-        self.closed = [0] * self.n
+        self.closed = [0] * self.n                       # how many of its two outputs reached EOF
 
 
 class _ChunkExecution(_Execution):
