@@ -121,13 +121,12 @@ def run_demo(cfg: DemoConfig) -> dict:
 
 
 def evaluate_model(model_path: Path, rows: list[dict], cfg: DemoConfig) -> dict:
-    from verifiers import RewardSpec
-
     from reasoner.data import build_prompts
     from reasoner.evaluation import evaluate_prompts, summarize
     from reasoner.models import load_model, load_tokenizer
     from reasoner.rollout.base import SamplingParams
     from reasoner.rollout.hf_engine import HFEngine
+    from verifiers import RewardSpec
 
     tokenizer = load_tokenizer(str(model_path))
     model = load_model(ModelConfig(path=str(model_path)), trainable=False)

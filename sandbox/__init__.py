@@ -71,8 +71,19 @@ process, `memory_mb` x `max_processes`). As root, `isolation="unshare"` works wi
 """
 from __future__ import annotations
 
-from .config import (CRASHED, FAILED, MEMORY, OUTPUT_LIMIT, PASSED, SANDBOX_ERROR, STATUSES, TIMEOUT,
-                     ExecResult, Limits, validate_tests)
+from .config import (
+                     CRASHED,
+                     FAILED,
+                     MEMORY,
+                     OUTPUT_LIMIT,
+                     PASSED,
+                     SANDBOX_ERROR,
+                     STATUSES,
+                     TIMEOUT,
+                     ExecResult,
+                     Limits,
+                     validate_tests,
+)
 from .core import Sandbox, SandboxUnavailable, SandboxWarning
 from .layers import layer_summary
 

@@ -15,7 +15,8 @@ import collections
 import json
 import sys
 import time
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 from .config import Limits, validate_tests
 from .core import Sandbox

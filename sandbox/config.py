@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import math
 import warnings
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from ._inside import tester
 
@@ -44,7 +45,7 @@ class Limits:
         if not math.isfinite(self.timeout_s):
             raise ValueError("Limits.timeout_s must be finite")
 
-    def with_timeout(self, timeout_s: float | None) -> "Limits":
+    def with_timeout(self, timeout_s: float | None) -> Limits:
         if timeout_s is None:
             return self
         return Limits(**{**asdict(self), "timeout_s": timeout_s})

@@ -9,11 +9,12 @@ import threading
 import time
 import warnings
 import weakref
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any
 
 from . import host as hostmod
-from .config import Limits, ExecResult, TIMEOUT, validate_tests, sandbox_error
+from .config import TIMEOUT, ExecResult, Limits, sandbox_error, validate_tests
 from .execute import execute, execute_chunk
 from .layers import describe_layers, missing_layers
 from .outcome import CaseResult, Fault, chunk_cases, pair_result, stdio_case, stdio_result
@@ -175,7 +176,7 @@ class Sandbox:
         return [tuple(range(a, b)) for a, b in zip(bounds, bounds[1:]) if b > a]
 
     def _job(self, code: str, spec: dict, job: tuple[int, tuple[int, ...] | None], limits: Limits,
-             batch: "_StdioBatch") -> ExecResult | None:
+             batch: _StdioBatch) -> ExecResult | None:
         i, ks = job
         if ks is None:
             return self._run_checked(code, spec, limits)
@@ -199,7 +200,7 @@ class Sandbox:
             pool.shutdown(wait=True)
         _close_workers(self._workers, self._spawner)
 
-    def __enter__(self) -> "Sandbox":
+    def __enter__(self) -> Sandbox:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ast
 import warnings
-from typing import Mapping
+from collections.abc import Mapping
 
 
 def _parse(code: str) -> ast.Module | None:

@@ -248,7 +248,7 @@ def main() -> None:
                                   + (["--no-keep-freed-memory"] if args.no_keep_freed_memory else []),
                                   capture_output=True, text=True, cwd=REPO,
                                   env={**os.environ, "PYTHONPATH": str(REPO)})
-            line = next((l for l in proc.stdout.splitlines() if l.startswith("RESULT ")), None)
+            line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if proc.returncode != 0 or line is None:
                 sys.exit(f"{name} failed (rc {proc.returncode}):\n{proc.stderr[-3000:]}")
             data = json.loads(line[len("RESULT "):])

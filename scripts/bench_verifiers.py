@@ -86,6 +86,7 @@ def load_pairs(base: Path) -> dict[str, list[tuple[str, str]]]:
 def warm_peer() -> None:
     """Give math-verify the same warm start our workers get (sympy's lazy imports, ANTLR's prediction cache)."""
     from math_verify import parse, verify
+
     from verifiers.math.worker_task import WARM_UP_PAIRS
     for gold, pred in WARM_UP_PAIRS:
         verify(parse(f"${gold}$"), parse(f"$\\boxed{{{pred}}}$"))

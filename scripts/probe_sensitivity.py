@@ -57,7 +57,8 @@ def main() -> None:
         update_policy(policy, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), batch,
                       AlgorithmConfig(), OptimConfig(), temperature=1.0, norm_length=12, generator=torch.Generator())
         r = probe.measure(stale, policy)
-        print(f"{lr:>8.0e}  {r.mean_gap:>13.2e}  {r.max_gap:>9.2e}  {r.kl:>9.2e}  {'yes' if probe.failures(r) else 'no'}")
+        fails = "yes" if probe.failures(r) else "no"
+        print(f"{lr:>8.0e}  {r.mean_gap:>13.2e}  {r.max_gap:>9.2e}  {r.kl:>9.2e}  {fails}")
 
 
 if __name__ == "__main__":

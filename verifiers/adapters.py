@@ -128,7 +128,8 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
 
 
 def compute_score_batch(data_sources: Sequence[str], solution_strs: Sequence[str], ground_truths: Sequence[Any],
-                        extra_infos: Sequence[Mapping[str, Any] | None] | None = None, **_: Any) -> list[dict[str, float]]:
+                        extra_infos: Sequence[Mapping[str, Any] | None] | None = None,
+                        **_: Any) -> list[dict[str, float]]:
     """verl's batch reward manager variant: one call per batch, so the math pool runs it in parallel."""
     extras = extra_infos if extra_infos is not None else [None] * len(solution_strs)
     return _verl_rows(_spec_from_env(), solution_strs, ground_truths, extras)

@@ -99,7 +99,8 @@ class CodeVerifier(Verifier):
         except Exception as exc:  # the sandbox failing is not the program's fault
             return [Score(0.0, T.ERROR, {"reason": f"sandbox raised {type(exc).__name__}: {exc}"[:300]})] * len(jobs)
         if len(results) != len(jobs):
-            return [Score(0.0, T.ERROR, {"reason": f"sandbox returned {len(results)} results for {len(jobs)}"})] * len(jobs)
+            reason = f"sandbox returned {len(results)} results for {len(jobs)}"
+            return [Score(0.0, T.ERROR, {"reason": reason})] * len(jobs)
         return [self._to_score(r) for r in results]
 
     def _to_score(self, result: Any) -> Score:

@@ -35,10 +35,11 @@ import tempfile
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 OK, TIMEOUT, MEMORY, ERROR, CRASHED = "ok", "timeout", "memory", "error", "crashed"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
@@ -83,7 +84,7 @@ class _ForkServer:
             raise RuntimeError(f"verifier worker process did not start{tail}")
         self.sock.settimeout(None)
 
-    def fork_worker(self, startup_timeout_s: float) -> "_Worker":
+    def fork_worker(self, startup_timeout_s: float) -> _Worker:
         to_child_r, to_child_w = os.pipe()
         from_child_r, from_child_w = os.pipe()
         try:
@@ -269,7 +270,7 @@ class WorkerPool:
                 self._server = None
         _live_pools.discard(self)
 
-    def __enter__(self) -> "WorkerPool":
+    def __enter__(self) -> WorkerPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -352,7 +353,7 @@ class WorkerPool:
             if pending and len(inflight) < self.size:
                 timeout = min(timeout, 0.02)  # look again for workers freed by other threads
             for conn in wait(list(inflight), timeout):
-                worker, idx, t0, _ = inflight.pop(conn)  # type: ignore[index]
+                worker, idx, t0, _ = inflight.pop(conn)  # type: ignore[index,call-overload]
                 results[idx] = self._receive(worker, t0)
             now = time.monotonic()
             for conn, (worker, idx, t0, end) in list(inflight.items()):
@@ -404,7 +405,7 @@ class WorkerPool:
         return Outcome(kind, value, elapsed)
 
 
-_live_pools: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
+_live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
 
 @atexit.register

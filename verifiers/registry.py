@@ -37,7 +37,8 @@ def _load_builtins() -> None:
     if _loaded:
         return
     _loaded = True
-    from . import code, format_reward as format, language
+    from . import code, language
+    from . import format_reward as format
     from .math.verifier import MathOptions, MathVerifier
     from .types import parse_options
 

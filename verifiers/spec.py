@@ -62,7 +62,7 @@ class RewardSpec:
         self.primary = primary
 
     @classmethod
-    def from_config(cls, config: Mapping[str, Mapping[str, Any] | None], primary: str | None = None) -> "RewardSpec":
+    def from_config(cls, config: Mapping[str, Mapping[str, Any] | None], primary: str | None = None) -> RewardSpec:
         if not config:
             raise ValueError("RewardSpec.from_config: the config names no verifier")
         verifiers: dict[str, Verifier] = {}
@@ -71,7 +71,8 @@ class RewardSpec:
         try:
             for label, raw in config.items():
                 if label == "total":
-                    raise ValueError("reward label 'total' is reserved (RewardBatch.means() reports the total under it)")
+                    raise ValueError("reward label 'total' is reserved "
+                                     "(RewardBatch.means() reports the total under it)")
                 options = dict(raw or {})
                 weight = options.pop("weight", 1.0)
                 if isinstance(weight, bool) or not isinstance(weight, (int, float)):
@@ -100,7 +101,7 @@ class RewardSpec:
         for v in self.verifiers.values():
             v.close()
 
-    def __enter__(self) -> "RewardSpec":
+    def __enter__(self) -> RewardSpec:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -65,7 +65,7 @@ class Verifier:
     def close(self) -> None:
         """Release any processes or pools; the default has none."""
 
-    def __enter__(self) -> "Verifier":
+    def __enter__(self) -> Verifier:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -2,8 +2,9 @@
 
 `arithmetic`: chains of 3-6 one-digit additions, summed left to right inside `<think>` (every partial sum
 written out) with the result in `<answer>`. Each step only needs the partial sum just written and the next
-operand, which keeps the task learnable by a model of a few million parameters in a minute of CPU training. A problem goes to the test split when a
-stable hash of it says so, so train and test never share a problem whatever the seeds.
+operand, which keeps the task learnable by a model of a few million parameters in a minute of CPU training.
+A problem goes to the test split when a stable hash of it says so, so train and test never share a problem
+whatever the seeds.
 """
 from __future__ import annotations
 

@@ -24,8 +24,7 @@ import torch
 from reasoner.config import ConfigError, save_config, to_dict
 from reasoner.data import build_prompts, load_examples
 from reasoner.distill.config import DistillConfig
-from reasoner.distill.select import (ACCEPT, SELECT, Candidate, cap_rows, dedupe, filter_candidates,
-                                     select_per_prompt)
+from reasoner.distill.select import ACCEPT, SELECT, Candidate, cap_rows, dedupe, filter_candidates, select_per_prompt
 from reasoner.evaluation.core import SampleRecord
 from reasoner.evaluation.runner import LazyEngine, build_engine, sample_and_grade, stop_token_ids
 from reasoner.evaluation.store import SampleStore
@@ -40,9 +39,8 @@ class DistillResult:
 
 
 def distill(cfg: DistillConfig) -> DistillResult:
-    from verifiers import RewardSpec
-
     from reasoner.models import load_model, load_tokenizer
+    from verifiers import RewardSpec
 
     _check(cfg)
     out = Path(cfg.out_dir)

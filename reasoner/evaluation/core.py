@@ -32,7 +32,7 @@ class SampleRecord:
         return asdict(self)
 
     @classmethod
-    def from_json(cls, row: dict[str, Any]) -> "SampleRecord":
+    def from_json(cls, row: dict[str, Any]) -> SampleRecord:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in row.items() if k in names})
 

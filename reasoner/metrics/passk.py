@@ -142,8 +142,7 @@ def _bootstrap(x: np.ndarray, n_boot: int, seed: int) -> tuple[float, float]:
         raise ValueError(f"n_boot must be >= 1, got {n_boot}")
     rng = np.random.default_rng(seed)
     chunk = max(1, (1 << 22) // x.size)  # ~4M indices per draw
-    means = np.concatenate(
-        [x[rng.integers(0, x.size, size=(min(chunk, n_boot - i), x.size))].mean(axis=1) for i in range(0, n_boot, chunk)]
-    )
+    draws = [rng.integers(0, x.size, size=(min(chunk, n_boot - i), x.size)) for i in range(0, n_boot, chunk)]
+    means = np.concatenate([x[d].mean(axis=1) for d in draws])
     lo, hi = np.percentile(means, [2.5, 97.5])
     return float(lo), float(hi)

@@ -50,7 +50,7 @@ class RemoteEngine(RolloutEngine):
         self.dtype = "bfloat16" if dtypes & {"bfloat16", "float16"} else dtypes.pop()  # sets the probe thresholds
 
     @classmethod
-    def from_model(cls, model, tokenizer, opts: VLLMOptions) -> "RemoteEngine":
+    def from_model(cls, model, tokenizer, opts: VLLMOptions) -> RemoteEngine:
         urls = [u.strip() for u in (opts.server_url or "").split(",") if u.strip()]
         engine = cls(urls, opts, eos_ids=_eos_ids(model, tokenizer))
         engine.sync_weights(model)  # the servers now serve exactly the trainer's weights

@@ -18,7 +18,7 @@ Simplifications, on purpose:
 from __future__ import annotations
 
 import os
-from abc import ABC, abstractmethod
+from abc import ABC
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
@@ -136,7 +136,7 @@ class SingleProcess(Backend):
     """One process, no process group: the plain PyTorch loop."""
 
     @classmethod
-    def wrapping(cls, model, optimizer, scheduler) -> "SingleProcess":
+    def wrapping(cls, model, optimizer, scheduler) -> SingleProcess:
         backend = cls()
         backend.prepare(model, optimizer, scheduler)
         return backend

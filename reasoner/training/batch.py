@@ -40,7 +40,7 @@ class Rollouts:
 
     @classmethod
     def from_groups(cls, prompt_ids: Sequence[Sequence[int]], groups: Sequence[Sequence[Completion]],
-                    examples: Sequence[dict], tokenizer) -> "Rollouts":
+                    examples: Sequence[dict], tokenizer) -> Rollouts:
         g = len(groups[0])
         flat = [c for group in groups for c in group]
         texts = tokenizer.batch_decode([c.token_ids for c in flat], skip_special_tokens=True)
@@ -76,7 +76,7 @@ class TrainBatch:
     def response_ids(self) -> torch.Tensor:  # [N, T]
         return self.input_ids[:, -self.response_width:]
 
-    def select(self, index: torch.Tensor | Sequence[int]) -> "TrainBatch":
+    def select(self, index: torch.Tensor | Sequence[int]) -> TrainBatch:
         """Rows `index`, with columns that are padding in every selected row trimmed away. The group structure is
         kept when `index` is a sequence of whole groups, each in order."""
         index = torch.as_tensor(index, dtype=torch.long)
@@ -86,7 +86,7 @@ class TrainBatch:
         batch = replace(self, **rows)
         return batch._trimmed()
 
-    def _trimmed(self) -> "TrainBatch":
+    def _trimmed(self) -> TrainBatch:
         t = self.response_width
         prompt_mask = self.attention_mask[:, :-t] if t else self.attention_mask
         used_prompt = prompt_mask.any(dim=0).nonzero()

@@ -35,16 +35,26 @@ from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
 from reasoner.training.allocator import keep_freed_memory
 from reasoner.training.backend import Backend, make_backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
-from reasoner.training.checkpoint import (TrainerState, latest_checkpoint, restore_checkpoint, save_checkpoint,
-                                          truncate_jsonl)
+from reasoner.training.checkpoint import (
+    TrainerState,
+    latest_checkpoint,
+    restore_checkpoint,
+    save_checkpoint,
+    truncate_jsonl,
+)
 from reasoner.training.config import TrainConfig
 from reasoner.training.logprobs import score_logprobs
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.rng import set_seed
 from reasoner.training.sampler import PromptSampler
 from reasoner.training.sharding import RolloutSummary, gather_tensor_rows, shard_for_update, shard_prompts
-from reasoner.training.sync_check import (SyncCheckError, SyncProbe, combine_probe_results, engine_gap_metrics,
-                                          is_enabled)
+from reasoner.training.sync_check import (
+    SyncCheckError,
+    SyncProbe,
+    combine_probe_results,
+    engine_gap_metrics,
+    is_enabled,
+)
 from reasoner.training.update import needs_old_logprobs, update_policy
 
 

@@ -45,14 +45,14 @@ class RolloutSummary:
     statuses: dict[str, list[str]] = field(default_factory=dict)    # verifier -> [N] statuses
 
     @classmethod
-    def local(cls, rollouts: Rollouts, rewards: torch.Tensor, scored) -> "RolloutSummary":
+    def local(cls, rollouts: Rollouts, rewards: torch.Tensor, scored) -> RolloutSummary:
         return cls(rewards=[float(r) for r in rewards], correct=[bool(c) for c in scored.correct],
                    lengths=rollouts.lengths, truncated=rollouts.truncated,
                    values={k: [float(s.value) for s in v] for k, v in scored.scores.items()},
                    statuses={k: [str(s.status) for s in v] for k, v in scored.scores.items()})
 
     @classmethod
-    def gather(cls, part: "RolloutSummary", backend: Backend) -> "RolloutSummary":
+    def gather(cls, part: RolloutSummary, backend: Backend) -> RolloutSummary:
         """The whole step's summary, ranks in order (this rank's own object when there is one process)."""
         if backend.world_size == 1:
             return part

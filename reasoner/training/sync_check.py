@@ -57,7 +57,7 @@ class ProbeResult:
         return {"sync/logprob_gap_mean": self.mean_gap, "sync/logprob_gap_max": self.max_gap, "sync/kl": self.kl,
                 "sync/probe_tokens": float(self.tokens)}
 
-    def failures(self, limits: "Thresholds") -> list[str]:
+    def failures(self, limits: Thresholds) -> list[str]:
         out = []
         if not (self.mean_gap <= limits.mean_gap):  # `not <=` so that NaN fails
             out.append(f"mean |Δ log p| {self.mean_gap:.3g} > {limits.mean_gap:g}")
@@ -75,7 +75,7 @@ class Thresholds:
     max_gap: float | None = None
 
     @classmethod
-    def resolve(cls, cfg: SyncCheckConfig, dtype: torch.dtype) -> "Thresholds":
+    def resolve(cls, cfg: SyncCheckConfig, dtype: torch.dtype) -> Thresholds:
         """The configured thresholds, or defaults by precision. Measured here (CPU, fp32, the demo-size tiny
         model): a healthy vLLM engine differs from the trainer by ~1e-7 per token (scripts/bench_vllm.py); an
         engine left one step behind by a mean of 2.6e-3 at lr 1e-6 and 2.6e-2 at lr 1e-5
@@ -108,7 +108,7 @@ class SyncProbe:
 
     @classmethod
     def from_prompts(cls, cfg: SyncCheckConfig, pool: Sequence[Sequence[int]], *, temperature: float, pad_id: int,
-                     dtype: torch.dtype = torch.float32, max_len: int | None = None) -> "SyncProbe":
+                     dtype: torch.dtype = torch.float32, max_len: int | None = None) -> SyncProbe:
         """`num_prompts` prompts from `pool` plus one long prompt made by concatenating pool prompts."""
         if not pool:
             raise ValueError("sync_check: no prompts to build the probe batch from")

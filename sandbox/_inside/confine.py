@@ -1,8 +1,9 @@
 """Confinement applied in each forked child, in an order where every step still has the rights it needs.
 
 session -> descriptors -> parent-death signal -> OOM preference -> rlimits -> uid drop (or, as root without
-a usable uid, dropping every capability) -> non-dumpable -> Landlock -> seccomp. A step that the zygote's start-up probe found working must work again: if it fails,
-the child reports a sandbox fault and exits without running any untrusted code (`ConfineError`).
+a usable uid, dropping every capability) -> non-dumpable -> Landlock -> seccomp. A step that the zygote's
+start-up probe found working must work again: if it fails, the child reports a sandbox fault and exits
+without running any untrusted code (`ConfineError`).
 """
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ class Plan:
     oom_score_adj: int | None = None
     dumpable: bool = True
     landlock_fd: int | None = None
-    seccomp: "seccomp.Prepared | None" = None
+    seccomp: seccomp.Prepared | None = None
     seccomp_inherited: bool = False       # the zygote installed the filter on itself before forking us
     applied: list[str] = field(default_factory=list)
 

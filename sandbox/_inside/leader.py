@@ -23,7 +23,6 @@ Descriptors (arranged by the zygote): 0-2 /dev/null, 3 control channel (code in,
 from __future__ import annotations
 
 import ctypes
-import json
 import os
 import signal
 import time

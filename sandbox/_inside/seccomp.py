@@ -49,7 +49,8 @@ _COMMON_DENY = ("ptrace process_vm_readv process_vm_writev mount umount2 pivot_r
                 "perf_event_open userfaultfd io_uring_setup io_uring_enter io_uring_register keyctl add_key "
                 "request_key kexec_load kexec_file_load init_module finit_module delete_module reboot swapon "
                 "swapoff syslog acct quotactl quotactl_fd open_by_handle_at name_to_handle_at personality connect "
-                "sendmsg sendmmsg pidfd_send_signal pidfd_getfd process_madvise process_mrelease fsopen fsconfig fsmount move_mount "
+                "sendmsg sendmmsg pidfd_send_signal pidfd_getfd process_madvise process_mrelease fsopen fsconfig "
+                "fsmount move_mount "
                 "open_tree fspick mount_setattr kcmp migrate_pages move_pages shmget shmat shmctl semget semop "
                 "semctl semtimedop msgget msgsnd msgrcv msgctl mq_open mq_unlink mq_timedsend mq_timedreceive "
                 "mq_notify mq_getsetattr vhangup").split()

@@ -194,7 +194,8 @@ class Zygote:
             except OSError:
                 ns[name] = None
         return {"op": "hello", "pid1": self.pid1, "root": self.is_root, "uid_drop": bool(self.uids),
-                "landlock_abi": self.abi, "seccomp": self.seccomp, "seccomp_inherited": self.seccomp_inherited, "ns": ns, "probe": self.probe_report,
+                "landlock_abi": self.abi, "seccomp": self.seccomp, "seccomp_inherited": self.seccomp_inherited,
+                "ns": ns, "probe": self.probe_report,
                 "private_tmp": self.private_tmp, "workdir": self.workdir, "python": sys.version.split()[0],
                 "restrict_kill": not (self.uids or self.abi >= 6)}
 

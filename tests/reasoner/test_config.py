@@ -1,6 +1,8 @@
 """The typed config loader: YAML + key=value overrides, unknown keys rejected, types coerced, saved config."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import pytest
 import yaml
 
@@ -73,8 +75,6 @@ def test_shipped_configs_load_and_merge_in_order():
     with pytest.raises(ConfigError, match="shipped configs: .*grpo_gsm8k"):
         load_config(TrainConfig, "no_such_config")
 
-
-from dataclasses import dataclass, field
 
 
 @dataclass

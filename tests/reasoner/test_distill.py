@@ -8,8 +8,7 @@ import re
 import pytest
 
 from reasoner.config import ConfigError, load_config
-from reasoner.distill import (Candidate, DistillConfig, cap_rows, dedupe, distill, filter_candidates,
-                              select_per_prompt)
+from reasoner.distill import Candidate, DistillConfig, cap_rows, dedupe, distill, filter_candidates, select_per_prompt
 from reasoner.distill import run as distill_run
 from reasoner.rollout.base import Completion, RolloutEngine
 

@@ -202,9 +202,8 @@ def test_code_presets_grade_reference_solutions_in_the_sandbox(shared_data):
         pytest.skip("code presets grade in the sandbox package, which is not importable here")
     import gzip
 
-    from verifiers import RewardSpec
-
     from reasoner.evaluation.benchmarks import load_benchmark
+    from verifiers import RewardSpec
 
     he, mb = resolve_benchmark({"name": "humaneval", "limit": 6}), resolve_benchmark({"name": "mbpp", "limit": 6})
     assert he.verifiers == mb.verifiers == {"code": {}}

@@ -28,6 +28,7 @@ def one_by_one(make_sandbox_module):
 @pytest.fixture(scope="module")
 def make_sandbox_module():
     import warnings
+
     from sandbox import Sandbox, SandboxWarning
     boxes = []
 

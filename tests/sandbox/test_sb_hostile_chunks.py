@@ -9,7 +9,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from conftest import HOSTILE_LIMITS
 
 pytestmark = [pytest.mark.hostile, pytest.mark.usefixtures("no_survivors")]

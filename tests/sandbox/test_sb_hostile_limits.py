@@ -15,7 +15,6 @@ import time
 import uuid
 
 import pytest
-
 from conftest import HOSTILE_LIMITS, SECRET_ENV
 
 pytestmark = [pytest.mark.hostile, pytest.mark.usefixtures("no_survivors")]
@@ -155,7 +154,7 @@ def test_a_locked_working_directory_does_not_lock_out_the_next_task(hostile, loc
     # Unprivileged, the zygote shares the program's uid; re-creating the directory would also leave the
     # Landlock rules (built on the old directory) pointing elsewhere: the next program could not write.
     write = {"kind": "stdio", "cases": [{"input": "", "output": "ok"}]}
-    for worker in range(2 * len(hostile._workers)):
+    for _ in range(2 * len(hostile._workers)):
         run(hostile, f"import os\n{lock}\n")
         res = run(hostile, "open('inside.txt', 'w').write('x')\nimport os\nprint('ok' if os.listdir('.') == "
                            "['inside.txt'] else os.listdir('.'))\n", write)

@@ -11,7 +11,6 @@ import pytest
 
 from sandbox._inside import wire
 
-
 PLAIN = [
     None, True, False, 0, -7, 2 ** 53, -(2 ** 80), 7 ** 6000, 1.5, -0.0, "", "héllo\n", [], [1, [2, [3]]],
     (), (1,), (1, (2, 3)), {"a": 1}, {1: "x", (2, 3): [4]}, set(), {1, 2}, frozenset({"a"}), b"\x00\xff",

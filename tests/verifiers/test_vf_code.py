@@ -110,7 +110,7 @@ def test_missing_tests_field_names_the_example():
 def _have_sandbox() -> bool:
     try:
         import sandbox
-        sandbox.Sandbox, sandbox.Limits  # the public API this branch writes against
+        _ = sandbox.Sandbox, sandbox.Limits  # the public API this branch writes against
     except (ImportError, AttributeError):
         return False
     return True

@@ -5,7 +5,6 @@ import sys
 import time
 from pathlib import Path
 
-
 from verifiers.math.judge import CompareConfig, NeedsHeavy, judge
 from verifiers.math.normalize import TooManyItems, parse_answer
 from verifiers.math.prefilter import Limits, check

@@ -18,9 +18,9 @@ any two single symbols equal (`A` ≡ `C`).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from fractions import Fraction
-from typing import Callable
 
 from .exact import Exact, close, evaluate
 from .normalize import Group, Leaf, Node
@@ -111,7 +111,8 @@ def _compare(g: Node, p: Node, cfg: CompareConfig, heavy: HeavyJudge | None, tra
         return _ordered(g.items, p.items, cfg, heavy, trace)
     if not cfg.strict and g.kind == "matrix" and 1 in g.shape and p.kind == "tuple":
         return _ordered(g.items, p.items, cfg, heavy, trace)
-    trace.note("structure", f"gold is a {g.kind}, answer a {p.kind}" + (" (order matters)" if p.kind in unordered else ""))
+    order = " (order matters)" if p.kind in unordered else ""
+    trace.note("structure", f"gold is a {g.kind}, answer a {p.kind}{order}")
     return NO
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Union
 
 from .extract import strip_math_delimiters
 
@@ -51,7 +50,7 @@ class Leaf:
 @dataclass(frozen=True)
 class Group:
     kind: str                         # tuple | list | set | union | matrix
-    items: tuple["Node", ...]
+    items: tuple[Node, ...]
     brackets: str = ""                # tuple: opening and closing bracket, e.g. "(]"
     shape: tuple[int, int] = (0, 0)   # matrix rows, columns
 
@@ -60,7 +59,7 @@ class Group:
         return self.kind in ("tuple", "matrix")
 
 
-Node = Union[Leaf, Group]
+Node = Leaf | Group
 
 _SIZE_CMDS = r"left|right|bigl|bigr|Bigl|Bigr|biggl|biggr|big|Big|bigg|Bigg"
 _TEXT_CMDS = r"text|textbf|textit|textrm|mathrm|mathbf|mbox|operatorname"

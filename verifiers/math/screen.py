@@ -33,7 +33,8 @@ _CTX.dps = 30
 _GREEK = {"alpha", "beta", "gamma", "delta", "epsilon", "varepsilon", "zeta", "eta", "theta", "vartheta", "iota",
           "kappa", "lambda", "mu", "nu", "xi", "rho", "sigma", "tau", "upsilon", "phi", "varphi", "chi", "psi",
           "omega", "Gamma", "Delta", "Theta", "Lambda", "Xi", "Sigma", "Phi", "Psi", "Omega"}
-_TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.?\d*|\.\d+)|(?P<cmd>\\[a-zA-Z]+)|(?P<letter>[a-zA-Z])|(?P<op>[-+*/^(){}\[\]]))")
+_TOKEN = re.compile(r"\s*(?:(?P<num>\d+\.?\d*|\.\d+)|(?P<cmd>\\[a-zA-Z]+)|(?P<letter>[a-zA-Z])"
+                    r"|(?P<op>[-+*/^(){}\[\]]))")
 _MULT_OPS = ("*", "/", "\\cdot", "\\times", "\\div")
 # Two evaluation points per variable: positive, irrational-looking, distinct across variables.
 _BASES = (0.5772156649015329, 1.4142135623730951, 0.7320508075688772, 1.2360679774997898, 0.6180339887498949,

@@ -149,8 +149,9 @@ class MathVerifier(Verifier):
         try:
             gold = example[self.options.gold_key]
         except (KeyError, TypeError):
+            keys = sorted(example) if isinstance(example, Mapping) else type(example).__name__
             raise ValueError(f"math verifier: example {index} has no {self.options.gold_key!r} field "
-                             f"(keys: {sorted(example) if isinstance(example, Mapping) else type(example).__name__})") from None
+                             f"(keys: {keys})") from None
         return str(gold)
 
     def _fast(self, completion: str, gold: str) -> Score | str:

@@ -7,7 +7,6 @@ from .judge import CompareConfig, judge
 from .normalize import parse_answer
 from .symbolic import heavy_compare, parse_latex, parse_leaf
 
-
 # Typical answer shapes. Parsing them once at start-up loads sympy's lazily imported modules and fills
 # ANTLR's prediction cache, which otherwise makes each new construct several times slower the first time it
 # is seen, in every worker, and would be paid inside the first deadlines.
