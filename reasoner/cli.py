@@ -23,33 +23,39 @@ COMMANDS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(prog="reasoner", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of errors (before the command)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     parsers = {name: sub.add_parser(name, help=text, description=text) for name, (_, text) in COMMANDS.items()}
-    if argv and argv[0] in COMMANDS:  # only the chosen stage's module is imported
-        _module(argv[0]).configure(parsers[argv[0]])
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command in COMMANDS:  # only the chosen stage's module is imported
+        _module(command).configure(parsers[command])
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from reasoner.config import ConfigError
-    from reasoner.data.datasets import DatasetError
+    from reasoner.errors import ReasonerError
     _quiet_libraries()
     try:
         return int(_module(args.command).run(args) or 0)
-    except (ConfigError, DatasetError) as e:
-        print(f"reasoner {args.command}: error: {e}", file=sys.stderr)
+    except ReasonerError as e:
+        if args.debug:
+            raise
+        print(f"reasoner {args.command}: error: {_one_line(e)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print(f"reasoner {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(e: BaseException) -> str:
+    text = " ".join(str(e).split())
+    return text or type(e).__name__
 
 
 def _module(command: str):
     return importlib.import_module(COMMANDS[command][0])
-
-
-def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """`--config FILE` plus trailing `key=value` overrides, shared by every stage."""
-    parser.add_argument("--config", "-c", action="append",
-                        help="YAML config file or shipped config name (reasoner/configs); repeat to merge in order")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="override config values (dotted keys)")
 
 
 def _quiet_libraries() -> None:

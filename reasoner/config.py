@@ -3,7 +3,10 @@
 Every stage (train, sft, eval, distill, demo) describes its settings as a tree of dataclasses. This module turns
 a YAML file plus command-line overrides (`optim.lr=1e-5 rollout.group_size=8`) into that tree:
 
-- unknown keys are an error that names the full dotted key and lists the valid ones;
+- unknown keys are an error that names the full dotted key and lists the valid ones; a key that was renamed
+  (a config class's `RENAMED` table: old dotted key -> new) is an error naming the new one;
+- a section whose class names a `SHORTHAND` field takes a plain value for it (`engine: vllm` is
+  `engine: {name: vllm}`);
 - values are coerced to the annotated type (YAML reads `1e-5` as a string; a `float` field accepts it);
 - the resolved config is written next to each run's outputs (`save_config`), so a run can be reproduced from its
   folder alone.
@@ -21,20 +24,23 @@ from typing import Any, Literal, TypeVar, Union, get_args, get_origin, get_type_
 
 import yaml
 
+from reasoner.errors import ReasonerError
+
 T = TypeVar("T")
 
 
-class ConfigError(ValueError):
+class ConfigError(ReasonerError, ValueError):
     """A config file or override is invalid; the message names the key (and file) at fault."""
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> T:
     """Build dataclass `cls` from a nested mapping, rejecting unknown keys and coercing types."""
-    data = dict(data or {})
-    if not isinstance(data, dict):
+    if data is not None and not isinstance(data, dict):
         raise ConfigError(f"{where or 'config'}: expected a mapping, got {type(data).__name__}")
+    data = dict(data or {})
     hints = get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    _check_renamed(cls, data, where)
     unknown = sorted(set(data) - set(fields))
     if unknown:
         key = f"{where}.{unknown[0]}" if where else unknown[0]
@@ -44,6 +50,9 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
     for name, value in data.items():
         key = f"{where}.{name}" if where else name
         default = _default_of(fields[name])
+        shorthand = getattr(default, "SHORTHAND", None) if dataclasses.is_dataclass(default) else None
+        if shorthand is not None and isinstance(value, (str, int, float, bool)):
+            value = {shorthand: value}  # `engine: vllm` -> `engine: {name: vllm}`
         if isinstance(value, dict) and dataclasses.is_dataclass(default):
             value = _overlay(default, value)  # `optim.lr=...` keeps the section's other (non-class) defaults
         kwargs[name] = _coerce(value, hints[name], key)
@@ -51,6 +60,19 @@ def from_dict(cls: type[T], data: dict[str, Any] | None, *, where: str = "") -> 
         return cls(**kwargs)
     except TypeError as e:  # a required field without default is missing
         raise ConfigError(f"{where or cls.__name__}: {e}") from None
+
+
+def _check_renamed(cls: type, data: dict[str, Any], where: str) -> None:
+    """An old key name (an entry of `cls.RENAMED`, dotted below `cls`) set in `data` is an error naming the new one."""
+    prefix = f"{where}." if where else ""
+    for old, new in getattr(cls, "RENAMED", {}).items():
+        node: Any = data
+        for part in old.split("."):
+            if not isinstance(node, dict) or part not in node:
+                break
+            node = node[part]
+        else:
+            raise ConfigError(f"config key '{prefix}{old}' was renamed: use '{prefix}{new}'")
 
 
 def _default_of(f: dataclasses.Field) -> Any:
@@ -82,9 +104,14 @@ def to_dict(obj: Any) -> Any:
     return obj
 
 
+class _Dotted(dict):
+    """A mapping made by a dotted override key (`a.b=1`): merged into the value it overrides, key by key, where a
+    mapping written out in full (`a={b: 1}`) replaces it."""
+
+
 def parse_overrides(overrides: list[str]) -> dict[str, Any]:
     """`["a.b=1", "c=[1,2]"]` -> `{"a": {"b": 1}, "c": [1, 2]}`; values are parsed as YAML."""
-    tree: dict[str, Any] = {}
+    tree: dict[str, Any] = _Dotted()
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
@@ -99,8 +126,8 @@ def parse_overrides(overrides: list[str]) -> dict[str, Any]:
         node = tree
         parts = key.split(".")
         for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
+            child = node.setdefault(part, _Dotted())
+            if not isinstance(child, _Dotted):
                 raise ConfigError(f"override '{item}' conflicts with an earlier override of '{part}'")
             node = child
         node[parts[-1]] = value
@@ -115,6 +142,18 @@ def merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
             out[key] = merge(out[key], value)
         else:
             out[key] = value
+    return out
+
+
+def apply_overrides(resolved: dict[str, Any], tree: dict[str, Any]) -> dict[str, Any]:
+    """`resolved` (a whole config as plain data) with an override tree applied: dotted keys descend into what
+    they override, full values replace it."""
+    out = dict(resolved)
+    for key, value in tree.items():
+        if isinstance(value, _Dotted) and isinstance(out.get(key), dict):
+            out[key] = apply_overrides(out[key], value)
+        else:
+            out[key] = dict(value) if isinstance(value, _Dotted) else value
     return out
 
 
@@ -140,10 +179,7 @@ def load_config(cls: type[T], path: str | Path | list[str | Path] | None = None,
     paths = [] if path is None else [path] if isinstance(path, (str, Path)) else list(path)
     for item in paths:
         file = resolve_config_path(item)
-        try:
-            loaded = yaml.safe_load(file.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ConfigError(f"{file}: invalid YAML: {e}") from None
+        loaded = read_yaml(file)
         if not isinstance(loaded, dict):
             raise ConfigError(f"{file}: top level must be a mapping")
         try:
@@ -151,7 +187,47 @@ def load_config(cls: type[T], path: str | Path | list[str | Path] | None = None,
         except ConfigError as e:
             raise ConfigError(f"{file}: {e}") from None
         data = merge(data, loaded)
-    return from_dict(cls, merge(data, parse_overrides(overrides or [])))
+    cfg = from_dict(cls, data)
+    if overrides:
+        # Overrides apply to the resolved config (defaults and files), so a dotted key into a mapping field
+        # (`reward.verifiers.format.weight=0.5`, `reward.verifiers.format=null`) edits that mapping in place.
+        cfg = from_dict(cls, apply_overrides(to_dict(cfg), parse_overrides(overrides)))
+    return cfg
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A safe YAML loader that refuses a key repeated in one mapping (plain YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key {key!r} appears twice in one mapping "
+                                  f"(first on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_yaml(file: Path) -> Any:
+    """A YAML file as plain data; unreadable, non-UTF-8, invalid YAML and repeated keys are one error naming it."""
+    try:
+        raw = file.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{file}: cannot read it ({e.strerror or e})") from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{file}, line {raw[:e.start].count(10) + 1}: not UTF-8 text") from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader) or {}
+    except ConfigError as e:
+        raise ConfigError(f"{file}: {e}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{file}: invalid YAML: {' '.join(str(e).split())}") from None
+
+
+
 
 
 def save_config(cfg: Any, path: str | Path) -> None:
@@ -186,6 +262,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
+        shorthand = getattr(tp, "SHORTHAND", None)
+        if shorthand is not None and isinstance(value, (str, int, float, bool)):
+            value = {shorthand: value}
         if not isinstance(value, dict):
             raise ConfigError(f"'{key}' must be a mapping, got {value!r}")
         return from_dict(tp, value, where=key)
@@ -199,7 +278,11 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"'{key}' must be a mapping, got {value!r}")
         args = get_args(tp)
-        return {k: _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()} if args else dict(value)
+        if not args:
+            return dict(value)
+        # In a mapping of sections (`reward.verifiers`), `name: null` removes the entry.
+        sections = get_origin(args[1]) is dict or args[1] is dict or dataclasses.is_dataclass(args[1])
+        return {k: _coerce(v, args[1], f"{key}.{k}") for k, v in value.items() if not (sections and v is None)}
     if tp is bool:
         if isinstance(value, bool):
             return value

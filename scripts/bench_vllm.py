@@ -36,7 +36,9 @@ def main() -> None:
     from reasoner.rollout import SamplingParams
     from reasoner.rollout.hf_engine import HFEngine
     from reasoner.rollout.vllm_engine import VLLMEngine
+    from reasoner.rollout.vllm_options import VLLMOptions
     from reasoner.training import AlgorithmConfig
+    from reasoner.training.backend import SingleProcess
     from reasoner.training.batch import Rollouts, collate
     from reasoner.training.config import OptimConfig, SyncCheckConfig
     from reasoner.training.sync_check import SyncProbe
@@ -67,7 +69,7 @@ def main() -> None:
     # HF first: vLLM's engine process keeps polling while it is up, which would slow the HF run down.
     timed("hf", HFEngine(policy, tok))
     t0 = time.perf_counter()
-    engine = VLLMEngine.from_model(policy, tok)
+    engine = VLLMEngine.from_model(policy, tok, VLLMOptions())
     print(f"vLLM start-up (incl. first sync): {time.perf_counter() - t0:.1f} s, transport {engine.transport}")
     t0 = time.perf_counter()
     engine.sync_weights(policy)
@@ -83,7 +85,8 @@ def main() -> None:
         batch = collate(Rollouts.from_groups(prompts[:4], groups, [{}] * 4, tok),
                         torch.tensor([1.0, -1.0, 0.5, -0.5] * 4), tok.pad_token_id)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-        update_policy(policy, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), batch,
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        update_policy(SingleProcess.wrapping(policy, optimizer, scheduler), batch,
                       AlgorithmConfig(), OptimConfig(), temperature=1.0, norm_length=12, generator=torch.Generator())
 
     one_update()

@@ -3,7 +3,7 @@
     python scripts/distill_experiment.py --demo runs/demo --out runs/distill_experiment
 
 Teacher: the GRPO model of a `reasoner demo` run (`<demo>/grpo/model`); student: that run's untrained tiny model
-(`<demo>/init`). When `<demo>` holds no finished run, the demo is run first, with the demo's settings except
+(`<demo>/init/model`). When `<demo>` holds no finished run, the demo is run first, with the demo's settings except
 `--demo-sft-steps` and `--demo-grpo-steps`. Steps, all through the library's own entry points:
 1. `distill`: n samples per training-split problem from the teacher, graded by the math + format verifiers;
    "verified" keeps one R1-formatted, correct, untruncated trace per problem (chosen at random among them).
@@ -32,7 +32,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--demo-sft-steps", type=int, help="demo SFT steps, if it must be run (default: the demo's)")
     p.add_argument("--demo-grpo-steps", type=int, help="demo GRPO steps, if it must be run (default: the demo's)")
     p.add_argument("--teacher", help="teacher model (default <demo>/grpo/model)")
-    p.add_argument("--student", help="student initial model (default <demo>/init)")
+    p.add_argument("--student", help="student initial model (default <demo>/init/model)")
     p.add_argument("--out", default="runs/distill_experiment")
     p.add_argument("--prompts", type=int, default=3000, help="training-split problems to sample")
     p.add_argument("--n", type=int, default=4, help="teacher samples per problem")
@@ -56,15 +56,18 @@ def ensure_demo(args, demo: Path) -> None:
     """Run the demo into `demo` unless it already holds a finished one (its summary.json)."""
     if (demo / "summary.json").exists():
         return
-    from reasoner.demo import DemoConfig, run_demo
+    from reasoner.config import load_config
+    from reasoner.demo import DEMO_CONFIG, run_demo
+    from reasoner.pipeline import PipelineConfig
 
-    cfg = DemoConfig(out=str(demo), seed=args.seed, threads=args.threads)
+    cfg = load_config(PipelineConfig, DEMO_CONFIG, [f"out_dir={demo}", f"seed={args.seed}", f"threads={args.threads}"])
     if args.demo_sft_steps:
-        cfg.sft.max_steps = args.demo_sft_steps
+        cfg.cold_start.max_steps = args.demo_sft_steps
     if args.demo_grpo_steps:
         cfg.grpo.steps = args.demo_grpo_steps
         cfg.grpo.save_every = min(cfg.grpo.save_every, max(1, args.demo_grpo_steps // 2))
-    print(f"[experiment] running the demo into {demo}: {cfg.sft.max_steps} SFT steps, {cfg.grpo.steps} GRPO steps")
+    print(f"[experiment] running the demo into {demo}: {cfg.cold_start.max_steps} SFT steps, "
+          f"{cfg.grpo.steps} GRPO steps")
     print(json.dumps(run_demo(cfg), indent=2))
 
 
@@ -75,7 +78,7 @@ def distill_data(args, teacher: str, out: Path) -> dict[str, dict]:
     base = [f"teacher.path={teacher}", f"out_dir={out / 'distill'}", "data.source=arithmetic",
             "data.split=train", f"data.num_examples={args.prompts}", "data.seed=1", "sampling.protocol=r1",
             f"sampling.n={args.n}", f"sampling.temperature={args.temperature}",
-            f"sampling.max_new_tokens={args.max_new_tokens}", f"sampling.seed={args.seed}",
+            f"sampling.max_new_tokens={args.max_new_tokens}",
             "verifiers={math: {}, format: {weight: 0.0}}", f"seed={args.seed}", "progress=true"]
     verified = distill(load_config(DistillConfig, None, base + [
         "accept=verified", "require_format=true", "drop_truncated=true", "select=random", "output=verified.jsonl"]))
@@ -99,7 +102,7 @@ def train_student(args, student: str, data: str, out: Path) -> str:
     if (final / "config.json").exists() and (out / "done").exists():
         return str(final)
     cfg = load_config(SFTConfig, None, [
-        f"model.path={student}", f"data.source={data}", "data.template=chat", "row_format=prompt_response",
+        f"model.path={student}", f"data.source={data}", "prompt.template=chat", "row_format=prompt_response",
         f"batch_size={args.batch_size}", f"max_steps={args.steps}", "max_length=256", f"seed={args.seed}",
         f"optim={{lr: {args.lr}, schedule: cosine, warmup_steps: 10, max_grad_norm: 1.0}}", f"out_dir={out}"])
     result = sft(cfg)
@@ -115,7 +118,7 @@ def evaluate(args, model: str, out: Path):
         f"model.path={model}", f"out_dir={out}",
         f"benchmarks={{name: arithmetic, num_examples: {args.eval_problems}, seed: {args.seed}}}",
         "sampling.protocol=r1", f"sampling.n={args.eval_samples}", f"sampling.temperature={args.temperature}",
-        f"sampling.max_new_tokens={args.max_new_tokens}", f"sampling.seed={args.seed}", "verifiers={math: {}}",
+        f"sampling.max_new_tokens={args.max_new_tokens}", f"seed={args.seed}", "verifiers={math: {}}",
         "ks=[1, 8]", "prompt.template=chat"])
     return run_eval(cfg).metrics[0]
 
@@ -123,7 +126,7 @@ def evaluate(args, model: str, out: Path):
 def paired_difference(out: Path):
     """pass@1 of the verified student minus the unfiltered one, paired by problem (same problems, same n)."""
     from reasoner.evaluation import SampleRecord
-    from reasoner.evaluation.metrics import paired_pass1_difference
+    from reasoner.evaluation.aggregate import paired_pass1_difference
 
     def records(name: str) -> list:
         (path,) = (out / f"eval_{name}").glob("*/samples.jsonl")
@@ -139,7 +142,7 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     demo, out = Path(args.demo), Path(args.out)
     start = time.perf_counter()
-    teacher, student = args.teacher or str(demo / "grpo" / "model"), args.student or str(demo / "init")
+    teacher, student = args.teacher or str(demo / "grpo" / "model"), args.student or str(demo / "init" / "model")
     if not args.teacher or not args.student:
         ensure_demo(args, demo)
     for path in (teacher, student):

@@ -32,6 +32,7 @@ def main() -> None:
     from reasoner.rollout import SamplingParams
     from reasoner.rollout.hf_engine import HFEngine
     from reasoner.training import AlgorithmConfig
+    from reasoner.training.backend import SingleProcess
     from reasoner.training.batch import Rollouts, collate
     from reasoner.training.config import OptimConfig, SyncCheckConfig
     from reasoner.training.sync_check import SyncProbe
@@ -54,7 +55,8 @@ def main() -> None:
         batch = collate(Rollouts.from_groups(prompts[:4], groups, [{}] * 4, tok),
                         torch.tensor([1.0, -1.0, 0.5, -0.5] * 4), tok.pad_token_id)
         optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
-        update_policy(policy, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), batch,
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+        update_policy(SingleProcess.wrapping(policy, optimizer, scheduler), batch,
                       AlgorithmConfig(), OptimConfig(), temperature=1.0, norm_length=12, generator=torch.Generator())
         r = probe.measure(stale, policy)
         fails = "yes" if probe.failures(r) else "no"

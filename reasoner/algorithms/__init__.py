@@ -5,7 +5,8 @@ Shapes: `N` sequences (prompts x group size, the G completions of a prompt conti
 
     compute_advantages(name, rewards[N], group_size, **options) -> [N]     ADVANTAGE_ESTIMATORS
     kl_penalty(name, logprobs[N,T], ref_logprobs[N,T]) -> [N,T]            KL_ESTIMATORS
-    apply_kl_to_rewards(rewards[N], kl[N,T], mask, beta) -> [N]
+    apply_kl_to_rewards(rewards[N], kl[N,T], mask, beta) -> [N]             sequence_kl(kl, mask) -> [N]
+    step_advantages(rewards[N], G, estimator=..., ...) -> StepAdvantages    (shaping, KL, estimator, filter)
     aggregate_loss(loss[N,T], mask[N,T], mode, ...) -> scalar              LOSS_AGGREGATIONS
     policy_loss(logprobs, old_logprobs, advantages, mask, ...) -> (scalar, PolicyLossStats)   POLICY_LOSSES
     token_logprobs(logits[N,T,V], token_ids[N,T], temperature) -> [N,T]
@@ -17,9 +18,11 @@ Dr. GRPO = dr_grpo advantages + seq-mean-token-sum-norm.
 from reasoner.algorithms.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
 from reasoner.algorithms.aggregation import LOSS_AGGREGATIONS, aggregate_loss, global_counts
 from reasoner.algorithms.entropy import entropy_from_logits, token_logprobs
-from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalty
+from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalty, sequence_kl
 from reasoner.algorithms.policy_loss import POLICY_LOSSES, PolicyLossStats, policy_loss
 from reasoner.algorithms.registry import Registry, UnknownNameError
+from reasoner.algorithms.shaping import overlong_penalty
+from reasoner.algorithms.step import StepAdvantages, step_advantages, zero_variance_keep
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
@@ -28,6 +31,7 @@ __all__ = [
     "POLICY_LOSSES",
     "PolicyLossStats",
     "Registry",
+    "StepAdvantages",
     "UnknownNameError",
     "aggregate_loss",
     "apply_kl_to_rewards",
@@ -35,6 +39,10 @@ __all__ = [
     "entropy_from_logits",
     "global_counts",
     "kl_penalty",
+    "overlong_penalty",
     "policy_loss",
+    "sequence_kl",
+    "step_advantages",
     "token_logprobs",
+    "zero_variance_keep",
 ]

@@ -35,12 +35,17 @@ def compute_advantages(
         name: one of `ADVANTAGE_ESTIMATORS.names()` (grpo, dr_grpo, rloo, reinforce_pp_baseline).
         rewards: `[N]` one scalar reward per sequence, `N = prompts * group_size`.
         group_size: `G`, samples per prompt.
-        **options: estimator options (e.g. `std_unbiased`, `eps` for grpo).
+        **options: estimator options (e.g. `std_unbiased`, `advantage_eps` for grpo); an option the estimator
+            does not take is an error (callers holding a whole config use `ADVANTAGE_ESTIMATORS.pick_options`).
 
     Returns:
         `[N]` float32 advantages on the device of `rewards`.
     """
     fn = ADVANTAGE_ESTIMATORS.get(name)
+    unknown = sorted(set(options) - set(ADVANTAGE_ESTIMATORS.option_names(name)))
+    if unknown:
+        raise ValueError(f"advantage estimator {name!r} takes no option {unknown[0]!r} "
+                         f"(its options: {', '.join(ADVANTAGE_ESTIMATORS.option_names(name)) or 'none'})")
     grouped = _as_groups(rewards, group_size)
     advantages = fn(grouped, **options)
     return advantages.reshape(-1).to(torch.float32)
@@ -87,8 +92,8 @@ def _warn_singleton(name: str) -> None:
 
 
 @ADVANTAGE_ESTIMATORS.register("grpo")
-def grpo_advantages(grouped: Tensor, *, std_unbiased: bool = True, eps: float = 1e-6) -> Tensor:
-    """GRPO: `(r - group mean) / (group std + eps)`.
+def grpo_advantages(grouped: Tensor, *, std_unbiased: bool = True, advantage_eps: float = 1e-6) -> Tensor:
+    """GRPO: `(r - group mean) / (group std + advantage_eps)`.
 
     `std_unbiased=True` (Bessel's correction) matches `torch.std` as used by TRL and verl. `grouped`: `[P, G]`.
     G = 1: the group mean is the reward itself, so the advantage is 0 (with a warning).
@@ -98,7 +103,7 @@ def grpo_advantages(grouped: Tensor, *, std_unbiased: bool = True, eps: float = 
         return torch.zeros_like(grouped)
     centered = grouped - grouped.mean(dim=1, keepdim=True)
     std = grouped.std(dim=1, keepdim=True, correction=1 if std_unbiased else 0)
-    return torch.where(_zero_spread(grouped), 0.0, centered / (std + eps))
+    return torch.where(_zero_spread(grouped), 0.0, centered / (std + advantage_eps))
 
 
 @ADVANTAGE_ESTIMATORS.register("dr_grpo")
@@ -126,7 +131,7 @@ def rloo_advantages(grouped: Tensor) -> Tensor:
 
 @ADVANTAGE_ESTIMATORS.register("reinforce_pp_baseline")
 def reinforce_pp_baseline_advantages(
-    grouped: Tensor, *, std_unbiased: bool = True, eps: float = 1e-6
+    grouped: Tensor, *, std_unbiased: bool = True, advantage_eps: float = 1e-6
 ) -> Tensor:
     """REINFORCE++ with a group baseline: subtract the group mean, then divide by the std over the whole batch.
 
@@ -135,7 +140,7 @@ def reinforce_pp_baseline_advantages(
     verl's whitening also re-subtracts the batch mean; after a group baseline that mean is exactly 0 in exact
     arithmetic, so we skip it and keep all-equal groups at exactly 0. G = 1 follows verl's convention for
     singleton groups (no group baseline), which makes this plain REINFORCE++: rewards whitened over the batch,
-    `(r - batch mean) / (batch std + eps)`. A batch of one sequence gets advantage 0. `[P, G]`.
+    `(r - batch mean) / (batch std + advantage_eps)`. A batch of one sequence gets advantage 0. `[P, G]`.
     """
     if grouped.numel() < 2:
         return torch.zeros_like(grouped)
@@ -144,7 +149,7 @@ def reinforce_pp_baseline_advantages(
         flat = grouped.reshape(-1)
         if flat.amax() == flat.amin():
             return torch.zeros_like(grouped)
-        return ((flat - flat.mean()) / (flat.std(correction=correction) + eps)).reshape(grouped.shape)
+        return ((flat - flat.mean()) / (flat.std(correction=correction) + advantage_eps)).reshape(grouped.shape)
     centered = grouped - grouped.mean(dim=1, keepdim=True)
     centered = torch.where(_zero_spread(grouped), 0.0, centered)
-    return centered / (centered.reshape(-1).std(correction=correction) + eps)
+    return centered / (centered.reshape(-1).std(correction=correction) + advantage_eps)

@@ -20,10 +20,9 @@ from collections.abc import Iterator
 import torch
 from torch import Tensor
 
-# Logits per block. CPU: 256k (1 MiB in float32), so that a block's few passes run in cache: on the 2-core dev
-# machine (single thread, CPU time, V = 1k / 32k / 152k) 2^16-2^18 was fastest and 2^22 was 1.1-1.9x slower.
-# `python -m reasoner.algorithms.benchmark` measures this against peers. Other devices (CUDA): 64M, where fewer,
-# larger kernels win and the caching allocator makes the size cheap.
+# Logits per block. CPU: 256k (1 MiB in float32), so that a block's few passes run in cache (the sizes tried are
+# in docs/ARCHITECTURE.md, "Runtime settings"; `python scripts/bench_logits.py` measures against peers). Other
+# devices (CUDA): 64M, where fewer, larger kernels win and the caching allocator makes the size cheap.
 DEFAULT_CHUNK_ELEMENTS = {"cpu": 1 << 18, "default": 1 << 26}
 
 

@@ -87,5 +87,10 @@ def apply_kl_to_rewards(rewards: Tensor, kl: Tensor, mask: Tensor, beta: float) 
             f"kl {tuple(kl.shape)}, mask {tuple(mask.shape)}"
         )
     dtype = torch.promote_types(rewards.dtype, torch.float32)
-    seq_kl = (kl.detach().to(dtype) * mask.to(dtype)).sum(dim=-1)
-    return rewards.detach().to(dtype) - beta * seq_kl
+    return rewards.detach().to(dtype) - beta * sequence_kl(kl, mask, dtype)
+
+
+def sequence_kl(kl: Tensor, mask: Tensor, dtype: torch.dtype = torch.float32) -> Tensor:
+    """`[N]` per-sequence KL: `sum_t kl[i, t] * mask[i, t]` (detached) for `kl`, `mask` `[N, T]`."""
+    dtype = torch.promote_types(dtype, kl.dtype)
+    return (kl.detach().to(dtype) * mask.to(dtype)).sum(dim=-1)

@@ -20,11 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, fields
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from reasoner.algorithms.aggregation import Count, aggregate_loss
+from reasoner.algorithms.kl import kl_k3
 from reasoner.algorithms.registry import Registry
 
 LOG_RATIO_CLAMP = 20.0
@@ -58,16 +60,14 @@ def policy_loss(
     mask: Tensor,
     *,
     name: str = "ppo_clip",
-    clip_low: float = 0.2,
-    clip_high: float | None = None,
-    dual_clip: float | None = None,
     loss_agg: str = "token-mean",
     num_tokens: Count = None,
     num_seqs: Count = None,
     norm_length: int | float | None = None,
     is_weights: Tensor | None = None,
+    **options: Any,
 ) -> tuple[Tensor, PolicyLossStats]:
-    """Clipped policy-gradient loss and its statistics.
+    """The policy-gradient loss `name`, aggregated, and its statistics.
 
     Args:
         logprobs: `[N, T]` log-probs of the sampled tokens under the policy being trained (gradient flows).
@@ -75,27 +75,30 @@ def policy_loss(
         advantages: `[N]` (broadcast over tokens) or `[N, T]`.
         mask: `[N, T]` 1.0 on real response tokens.
         name: one of `POLICY_LOSSES.names()`.
-        clip_low / clip_high: the ratio is clipped to `[1 - clip_low, 1 + clip_high]`; `clip_high=None` means
-            `clip_low` (DAPO's clip-higher uses e.g. 0.2 / 0.28).
-        dual_clip: `c > 1` caps the loss of negative-advantage tokens at `-c * A`; None disables it.
         loss_agg, num_tokens, num_seqs, norm_length: see `aggregate_loss`.
         is_weights: `[N, T]` truncated importance-sampling weights multiplying the per-token loss (detached).
+        **options: the loss's own hyperparameters (its keyword-only parameters), e.g. for the clipped losses
+            `clip_low` / `clip_high` (the ratio is clipped to `[1 - clip_low, 1 + clip_high]`; `clip_high=None`
+            means `clip_low`, DAPO's clip-higher uses 0.2 / 0.28) and `dual_clip` (`c > 1` caps the loss of
+            negative-advantage tokens at `-c * A`). An option the loss does not take is an error; callers holding
+            a whole config section use `POLICY_LOSSES.pick_options(name, values)`.
 
     Returns:
         `(loss, stats)`: 0-dim loss, `PolicyLossStats`.
     """
     fn = POLICY_LOSSES.get(name)
-    clip_high = clip_low if clip_high is None else clip_high
-    advantages = _check_inputs(logprobs, old_logprobs, advantages, mask, clip_low, clip_high, dual_clip, is_weights)
+    unknown = sorted(set(options) - set(POLICY_LOSSES.option_names(name)))
+    if unknown:
+        raise ValueError(f"policy loss {name!r} takes no option {unknown[0]!r} "
+                         f"(its options: {', '.join(POLICY_LOSSES.option_names(name)) or 'none'})")
+    advantages = _check_inputs(logprobs, old_logprobs, advantages, mask, is_weights)
     dtype = torch.promote_types(logprobs.dtype, torch.float32)
     per_token, stats = fn(
         logprobs.to(dtype),
         old_logprobs.detach().to(dtype),
         advantages.detach().to(dtype),
         mask.to(dtype),
-        clip_low=clip_low,
-        clip_high=clip_high,
-        dual_clip=dual_clip,
+        **options,
     )
     if is_weights is not None:
         per_token = per_token * is_weights.detach().to(dtype)
@@ -110,12 +113,9 @@ def _check_inputs(
     old_logprobs: Tensor,
     advantages: Tensor,
     mask: Tensor,
-    clip_low: float,
-    clip_high: float,
-    dual_clip: float | None,
     is_weights: Tensor | None,
 ) -> Tensor:
-    """Validate shapes and scalars; return advantages as `[N, T]` (a broadcast view for `[N]`)."""
+    """Validate shapes; return advantages as `[N, T]` (a broadcast view for `[N]`)."""
     shape = tuple(logprobs.shape)
     if len(shape) != 2:
         raise ValueError(f"logprobs must be [N, T], got {shape}")
@@ -126,13 +126,19 @@ def _check_inputs(
         advantages = advantages.unsqueeze(-1).expand(shape)
     elif tuple(advantages.shape) != shape:
         raise ValueError(f"advantages has shape {tuple(advantages.shape)}, expected [N]={shape[:1]} or [N, T]={shape}")
+    return advantages
+
+
+def _clip_range(clip_low: float, clip_high: float | None, dual_clip: float | None) -> float:
+    """Validate the clipped losses' hyperparameters; returns `clip_high` (`clip_low` when None)."""
+    clip_high = clip_low if clip_high is None else clip_high
     if not 0.0 <= clip_low < 1.0:
         raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
     if clip_high < 0.0:
         raise ValueError(f"clip_high must be >= 0, got {clip_high}")
     if dual_clip is not None and dual_clip <= 1.0:
         raise ValueError(f"dual_clip must be > 1 (e.g. 3.0) or None, got {dual_clip}")
-    return advantages
+    return clip_high
 
 
 def _clipped_surrogate(
@@ -166,7 +172,7 @@ def _stats(
 
     zero = torch.zeros((), dtype=ratio.dtype, device=ratio.device)
     dual = frac((advantages < 0) & (ratio > dual_clip)) if dual_clip is not None else zero
-    k3 = torch.expm1(log_ratio) - log_ratio  # KL(old || new) from samples of old: (r - 1) - log r
+    k3 = kl_k3(-log_ratio)  # KL(old || new) from samples of old: (r - 1) - log r
     ratio_max = torch.where(real, ratio, torch.full_like(ratio, -torch.inf)).amax() if ratio.numel() else zero
     return PolicyLossStats(
         clip_frac_low=frac((advantages < 0) & (ratio < 1.0 - clip_low)),
@@ -185,11 +191,12 @@ def ppo_clip_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
-    clip_low: float,
-    clip_high: float,
-    dual_clip: float | None,
+    clip_low: float = 0.2,
+    clip_high: float | None = None,
+    dual_clip: float | None = None,
 ) -> tuple[Tensor, PolicyLossStats]:
     """Token-level PPO clipped surrogate: per-token loss `[N, T]` and stats. Inputs `[N, T]`."""
+    clip_high = _clip_range(clip_low, clip_high, dual_clip)
     log_ratio = (logprobs - old_logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
     ratio = torch.exp(log_ratio)
     loss = _clipped_surrogate(ratio, advantages, clip_low, clip_high, dual_clip)
@@ -203,9 +210,9 @@ def gspo_loss(
     advantages: Tensor,
     mask: Tensor,
     *,
-    clip_low: float,
-    clip_high: float,
-    dual_clip: float | None,
+    clip_low: float = 0.2,
+    clip_high: float | None = None,
+    dual_clip: float | None = None,
 ) -> tuple[Tensor, PolicyLossStats]:
     """GSPO: the clipped surrogate with the sequence ratio `s_i = exp(mean_t log_ratio)` on every token.
 
@@ -213,6 +220,7 @@ def gspo_loss(
     gradient of token t is `s_i * grad logprobs_t`; clipping is decided per sequence. Inputs `[N, T]`.
     Stats: clip fractions and ratios use `s_i` (per token of the sequence); approx_kl is per token.
     """
+    clip_high = _clip_range(clip_low, clip_high, dual_clip)
     token_log_ratio = (logprobs - old_logprobs).detach()
     lengths = mask.sum(dim=-1, keepdim=True)
     real_log_ratio = torch.where(mask != 0, token_log_ratio * mask, torch.zeros_like(token_log_ratio))

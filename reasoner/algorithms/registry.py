@@ -4,11 +4,17 @@ Each family (advantage estimators, KL estimators, loss aggregations, policy loss
 variant is added by decorating a function with `@REGISTRY.register("name")`, and callers pick it by name from
 configuration. Looking up an unknown name raises `UnknownNameError` (a `KeyError` *and* a `ValueError`, so either
 `except` catches it) whose message lists the valid names.
+
+Hyperparameters: a registered function's keyword-only parameters are its options, and they are named like the
+configuration fields that set them (`clip_low`, `advantage_eps`). `pick_options(name, config_values)` selects
+the ones that function takes, so a new variant with a new hyperparameter needs its function and one config
+field, and no caller changes.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import Generic, TypeVar
+import inspect
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any, Generic, TypeVar
 
 F = TypeVar("F", bound=Callable)
 
@@ -57,6 +63,15 @@ class Registry(Generic[F]):
 
     def names(self) -> list[str]:
         return sorted(self._fns)
+
+    def option_names(self, name: str) -> tuple[str, ...]:
+        """The keyword-only parameters of the function registered as `name` (its hyperparameters)."""
+        params = inspect.signature(self.get(name)).parameters.values()
+        return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY)
+
+    def pick_options(self, name: str, available: Mapping[str, Any]) -> dict[str, Any]:
+        """The entries of `available` (e.g. every field of a config section) that `name`'s function takes."""
+        return {key: available[key] for key in self.option_names(name) if key in available}
 
     def __contains__(self, name: object) -> bool:
         try:

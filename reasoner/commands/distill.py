@@ -1,7 +1,7 @@
 """`reasoner distill --config distill.yaml [--teacher PATH] [--out DIR] [key=value ...]`: rejection sampling."""
 from __future__ import annotations
 
-from reasoner.cli import add_config_arguments
+from reasoner.commands import add_config_arguments
 
 
 def configure(parser) -> None:

@@ -1,7 +1,7 @@
 """`reasoner eval --config eval.yaml [--model PATH] [--out DIR] [key=value ...]`: benchmark a model."""
 from __future__ import annotations
 
-from reasoner.cli import add_config_arguments
+from reasoner.commands import add_config_arguments
 
 
 def configure(parser) -> None:

@@ -1,11 +1,11 @@
 """`reasoner pipeline --config pipeline.yaml [--out DIR] [key=value ...]`: the R1 recipe, stage by stage."""
 from __future__ import annotations
 
-from reasoner.cli import add_config_arguments
+from reasoner.commands import add_config_arguments
 
 
 def configure(parser) -> None:
-    parser.add_argument("--out", help="pipeline folder (same as out=...)")
+    parser.add_argument("--out", help="pipeline folder (same as out_dir=...)")
     add_config_arguments(parser)
 
 
@@ -15,7 +15,7 @@ def run(args) -> int:
     from reasoner.config import load_config
     from reasoner.pipeline import PipelineConfig, run_pipeline
 
-    cfg = load_config(PipelineConfig, args.config, args.overrides + ([f"out={args.out}"] if args.out else []))
+    cfg = load_config(PipelineConfig, args.config, args.overrides + ([f"out_dir={args.out}"] if args.out else []))
     result = run_pipeline(cfg)
     print(json.dumps(result.outputs, indent=2))
     print(f"[pipeline] ran {', '.join(result.ran) or 'nothing (all stages done earlier)'}; "

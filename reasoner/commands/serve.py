@@ -1,11 +1,11 @@
 """`reasoner serve model=PATH [port=8000] [host=...] [vllm.KEY=VALUE ...]`: a vLLM rollout server.
 
-Trainers use it with `rollout.engine=vllm rollout.vllm.mode=server rollout.vllm.server_url=http://HOST:PORT`;
+Trainers use it with `engine.name=vllm engine.vllm.mode=server engine.vllm.server_url=http://HOST:PORT`;
 they push their weights to it after every optimizer step (see reasoner.rollout.server).
 """
 from __future__ import annotations
 
-from reasoner.cli import add_config_arguments
+from reasoner.commands import add_config_arguments
 
 
 def configure(parser) -> None:

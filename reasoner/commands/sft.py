@@ -1,7 +1,7 @@
 """`reasoner sft --config sft.yaml [key=value ...]`: supervised fine-tuning."""
 from __future__ import annotations
 
-from reasoner.cli import add_config_arguments
+from reasoner.commands import add_config_arguments
 
 
 def configure(parser) -> None:

@@ -1,7 +1,7 @@
 """`reasoner train --config grpo.yaml [key=value ...]`: GRPO training."""
 from __future__ import annotations
 
-from reasoner.cli import add_config_arguments
+from reasoner.commands import add_config_arguments
 
 
 def configure(parser) -> None:

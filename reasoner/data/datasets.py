@@ -7,29 +7,36 @@ not valid JSON Lines) raises one `DatasetError` naming the file, the line and th
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reasoner.errors import ReasonerError
 
-class DatasetError(ValueError):
+
+class DatasetError(ReasonerError, ValueError):
     """A dataset file or row is malformed; the message names the source, the row and the key."""
 
 
 @dataclass
 class DataConfig:
-    source: str = "arithmetic"        # a .jsonl/.json/.parquet path, "hf:<name>[:<config>]", or a built-in task
+    source: str = "arithmetic"        # .jsonl/.json/.parquet, a save_to_disk folder, "hf:<name>[:<config>]", a task
     split: str = "train"              # for hub datasets and built-in tasks
     prompt_field: str = "problem"
     answer_field: str = "answer"
     id_field: str = "id"
-    template: str = "chat"            # chat | r1 | raw (reasoner.data.templates)
-    system_prompt: str | None = None
-    instruction: str = ""             # appended to each problem
-    max_prompt_tokens: int = 1024
     limit: int | None = None          # use only the first N examples
     num_examples: int = 2000          # built-in tasks: how many to generate
     seed: int = 0                     # built-in tasks: generator seed (train and test use disjoint streams)
+    task_options: dict[str, Any] = field(default_factory=dict)  # built-in tasks: their own options
+
+    def __post_init__(self):
+        from reasoner.config import ConfigError
+        if self.limit is not None and self.limit < 1:
+            raise ConfigError(f"data.limit must be >= 1 (or null for all examples), got {self.limit}")
+        if self.num_examples < 1:
+            raise ConfigError(f"data.num_examples must be >= 1, got {self.num_examples}")
 
 
 def load_examples(cfg: DataConfig, *, require_answer: bool = True) -> list[dict[str, Any]]:
@@ -62,31 +69,48 @@ def _read_rows(cfg: DataConfig) -> tuple[list[tuple[str, Any]], str]:
         return _read_hub(source[3:], cfg.split), source
     from reasoner.data import tasks
     if source in tasks.TASKS:
-        rows = tasks.TASKS[source](cfg.num_examples, split=cfg.split, seed=cfg.seed)
+        rows = tasks.make_task_rows(source, cfg.num_examples, split=cfg.split, seed=cfg.seed, **cfg.task_options)
         return [(f"row {i}", r) for i, r in enumerate(rows)], f"task '{source}' ({cfg.split})"
-    path = Path(source)
+    path = Path(source).expanduser()
     if not path.exists():
         raise DatasetError(f"data source '{source}' is neither an existing file, an 'hf:' dataset name nor a "
                            f"built-in task ({', '.join(sorted(tasks.TASKS))})")
-    if path.suffix == ".parquet":
-        import datasets
-        ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
-        return [(f"row {i}", r) for i, r in enumerate(ds)], str(path)
-    if path.suffix == ".json":
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
-            raise DatasetError(f"{path}: invalid JSON: {e}") from None
-        if not isinstance(data, list):
-            raise DatasetError(f"{path}: expected a JSON list of objects")
-        return [(f"row {i}", r) for i, r in enumerate(data)], str(path)
-    return _read_jsonl(path), str(path)
+    if path.is_dir():
+        return _read_saved(path, cfg.split), str(path)
+    try:
+        if path.suffix == ".parquet":
+            import datasets
+            ds = datasets.load_dataset("parquet", data_files=str(path), split="train")
+            return [(f"row {i}", r) for i, r in enumerate(ds)], str(path)
+        if path.suffix == ".json":
+            return _read_json(path), str(path)
+        return _read_jsonl(path), str(path)
+    except OSError as e:
+        raise DatasetError(f"{path}: cannot read it ({e.strerror or e})") from None
+
+
+def _read_json(path: Path) -> list[tuple[str, Any]]:
+    raw = path.read_bytes()
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        line = raw[:e.start].count(b"\n") + 1
+        raise DatasetError(f"{path}, line {line}: not UTF-8 text") from None
+    except json.JSONDecodeError as e:
+        raise DatasetError(f"{path}: invalid JSON: {e}") from None
+    if not isinstance(data, list):
+        raise DatasetError(f"{path}: expected a JSON list of objects")
+    return [(f"row {i}", r) for i, r in enumerate(data)]
 
 
 def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
     rows = []
-    with path.open() as f:
-        for lineno, line in enumerate(f, 1):
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DatasetError(f"{path}, line {lineno}: not UTF-8 text") from None
             if not line.strip():
                 continue
             try:
@@ -96,8 +120,28 @@ def _read_jsonl(path: Path) -> list[tuple[str, Any]]:
     return rows
 
 
+def _read_saved(path: Path, split: str) -> list[tuple[str, Any]]:
+    """A `datasets` `save_to_disk` folder: a Dataset, or a DatasetDict (then `split` picks one)."""
+    import datasets
+    try:
+        ds = datasets.load_from_disk(str(path))
+    except (FileNotFoundError, ValueError) as e:
+        raise DatasetError(f"{path}: a folder, but not one written by datasets' save_to_disk ({e})") from None
+    if isinstance(ds, datasets.DatasetDict):
+        if split not in ds:
+            raise DatasetError(f"{path}: no split '{split}' (splits: {', '.join(ds)}); set data.split")
+        ds = ds[split]
+    return [(f"row {i}", r) for i, r in enumerate(ds)]
+
+
 def _read_hub(name: str, split: str) -> list[tuple[str, Any]]:
     import datasets
     dataset, _, config = name.partition(":")
-    ds = datasets.load_dataset(dataset, config or None, split=split)
+    try:
+        ds = datasets.load_dataset(dataset, config or None, split=split)
+    except (ConnectionError, FileNotFoundError, ValueError, OSError) as e:
+        offline = os.environ.get("HF_DATASETS_OFFLINE") == "1" or os.environ.get("HF_HUB_OFFLINE") == "1"
+        why = "the hub is offline (HF_HUB_OFFLINE=1) and it is not in the local cache" if offline else \
+            " ".join(str(e).split())[:300]
+        raise DatasetError(f"hf:{name} (split {split}): cannot load it: {why}") from None
     return [(f"row {i}", r) for i, r in enumerate(ds)]

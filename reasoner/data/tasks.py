@@ -59,4 +59,26 @@ def with_direct_answers(rows: list[dict], fraction: float, *, seed: int = 0) -> 
             for r in rows]
 
 
-TASKS: dict[str, Callable[..., list[dict]]] = {"arithmetic": arithmetic}
+def arithmetic_task(n: int, *, split: str = "train", seed: int = 0, direct_fraction: float = 0.0) -> list[dict]:
+    """The `arithmetic` task as a data source: `direct_fraction` of the rows answer at once (`with_direct_answers`;
+    the demo's cold-start mix, `data.task_options: {direct_fraction: 0.5}`)."""
+    rows = arithmetic(n, split=split, seed=seed)
+    return with_direct_answers(rows, direct_fraction, seed=seed) if direct_fraction else rows
+
+
+TASKS: dict[str, Callable[..., list[dict]]] = {"arithmetic": arithmetic_task}
+
+
+def make_task_rows(name: str, n: int, *, split: str, seed: int, **options) -> list[dict]:
+    """Rows of built-in task `name`; an option the task does not take is an error naming it and the valid ones."""
+    import inspect
+
+    fn = TASKS[name]
+    valid = [p.name for p in inspect.signature(fn).parameters.values()
+             if p.kind is p.KEYWORD_ONLY and p.name not in ("split", "seed")]
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        from reasoner.config import ConfigError
+        raise ConfigError(f"data.task_options: task '{name}' has no option {unknown[0]!r} (valid: "
+                          f"{', '.join(valid) or 'none'})")
+    return fn(n, split=split, seed=seed, **options)

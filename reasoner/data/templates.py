@@ -11,6 +11,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reasoner.config import ConfigError
+from reasoner.data.datasets import DatasetError
+
 R1_ZERO_TEMPLATE = (
     "A conversation between User and Assistant. The user asks a question, and the Assistant solves it. The "
     "assistant first thinks about the reasoning process in the mind and then provides the user with the answer. "
@@ -22,6 +25,21 @@ TEMPLATES = ("chat", "r1", "raw")
 
 
 @dataclass
+class PromptConfig:
+    """How a problem becomes a prompt: the `prompt` section of every stage (train, sft, eval, distill)."""
+
+    template: str = "chat"                # chat | r1 | raw
+    system_prompt: str | None = None
+    instruction: str = ""                 # appended to each problem, e.g. a request to box the answer
+    max_prompt_tokens: int | None = None  # longer prompts are an error naming the row; None -> no limit
+
+    def __post_init__(self):
+        if self.template not in TEMPLATES:
+            raise ConfigError(f"prompt.template: unknown template {self.template!r}; valid templates: "
+                              f"{', '.join(TEMPLATES)}")
+
+
+@dataclass
 class Prompt:
     id: str
     text: str                         # the rendered prompt, as the model sees it
@@ -29,12 +47,13 @@ class Prompt:
     example: dict[str, Any] = field(default_factory=dict)  # the row, with `answer` set for the verifiers
 
 
-def render_prompt(tokenizer, problem: str, template: str = "chat", system_prompt: str | None = None,
-                  instruction: str = "") -> str:
-    content = f"{problem}{instruction}"
+def render_prompt(tokenizer, problem: str, prompt: PromptConfig | None = None) -> str:
+    prompt = prompt or PromptConfig()
+    content = f"{problem}{prompt.instruction}"
+    template, system_prompt = prompt.template, prompt.system_prompt
     if template == "chat":
         if getattr(tokenizer, "chat_template", None) is None:
-            raise ValueError("data.template is 'chat' but the tokenizer has no chat template; use 'r1' or 'raw'")
+            raise ConfigError("prompt.template is 'chat' but the tokenizer has no chat template; use 'r1' or 'raw'")
         messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
             [{"role": "user", "content": content}]
         return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
@@ -42,21 +61,22 @@ def render_prompt(tokenizer, problem: str, template: str = "chat", system_prompt
         return R1_ZERO_TEMPLATE.format(problem=content)
     if template == "raw":
         return content
-    raise ValueError(f"unknown prompt template '{template}'; valid templates: {', '.join(TEMPLATES)}")
+    raise ConfigError(f"unknown prompt template '{template}'; valid templates: {', '.join(TEMPLATES)}")
 
 
-def build_prompts(tokenizer, examples: Sequence[Mapping[str, Any]], *, template: str = "chat",
-                  system_prompt: str | None = None, instruction: str = "", max_prompt_tokens: int | None = None,
-                  prompt_field: str = "problem") -> list[Prompt]:
-    """Render and tokenize every example; prompts longer than `max_prompt_tokens` are an error naming the row."""
-    texts = [render_prompt(tokenizer, str(ex[prompt_field]), template, system_prompt, instruction)
-             for ex in examples]
+def build_prompts(tokenizer, examples: Sequence[Mapping[str, Any]],
+                  prompt: PromptConfig | None = None) -> list[Prompt]:
+    """Render and tokenize every example's `problem`; prompts longer than `prompt.max_prompt_tokens` are an error
+    naming the row."""
+    prompt = prompt or PromptConfig()
+    max_prompt_tokens = prompt.max_prompt_tokens
+    texts = [render_prompt(tokenizer, str(ex["problem"]), prompt) for ex in examples]
     # Chat templates already contain any BOS / special tokens, so none are added here.
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     prompts = []
     for i, (ex, text, ids) in enumerate(zip(examples, texts, encoded)):
         if max_prompt_tokens is not None and len(ids) > max_prompt_tokens:
-            raise ValueError(f"prompt of example {ex.get('id', i)!r} has {len(ids)} tokens, more than "
-                             f"data.max_prompt_tokens={max_prompt_tokens}")
+            raise DatasetError(f"prompt of example {ex.get('id', i)!r} has {len(ids)} tokens, more than "
+                               f"prompt.max_prompt_tokens={max_prompt_tokens}")
         prompts.append(Prompt(id=str(ex.get("id", i)), text=text, token_ids=list(ids), example=dict(ex)))
     return prompts

@@ -2,20 +2,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reasoner.data.datasets import DataConfig
-from reasoner.evaluation.config import SamplingConfig
+from reasoner.data.templates import PromptConfig
+from reasoner.evaluation.config import ENGINE_RENAMES
 from reasoner.models.loading import ModelConfig
+from reasoner.rollout.config import EngineConfig, SamplingConfig
+from reasoner.training.config import PROMPT_RENAMES
 
 
 def _distill_sampling() -> SamplingConfig:
-    return SamplingConfig(protocol="r1", n=8)
+    return SamplingConfig(protocol="r1", n=8, max_new_tokens=1024)
 
 
 @dataclass
 class DistillConfig:
+    RENAMED: ClassVar[dict[str, str]] = {**ENGINE_RENAMES, **PROMPT_RENAMES}
+
     teacher: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)     # the prompts (and their gold answers)
+    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(max_prompt_tokens=1024))
+    engine: EngineConfig = field(default_factory=EngineConfig)
     sampling: SamplingConfig = field(default_factory=_distill_sampling)
     # Graders (the same as training's). A `format` verifier is always graded too (weight 0 when not listed), so
     # `require_format` only changes the selection, never what was sampled.
@@ -29,11 +37,8 @@ class DistillConfig:
     max_rows: int = 0                 # keep a seeded random subset of this many rows; 0 -> all
     output: str = "sft.jsonl"         # written in out_dir (several selections can share one set of samples)
     out_dir: str = "runs/distill"
-    engine: str = "hf"
-    max_batch_size: int = 256
-    vllm: dict = field(default_factory=dict)
     chunk_problems: int = 16
     resume: bool = True               # reuse out_dir/samples.jsonl (teacher samples are drawn only once)
-    seed: int = 0                     # selection randomness (sampling has its own seed)
+    seed: int = 0                     # sampling seed (per chunk of problems) and selection randomness
     threads: int = 0
     progress: bool = True

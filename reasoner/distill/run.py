@@ -26,8 +26,9 @@ from reasoner.data import build_prompts, load_examples
 from reasoner.distill.config import DistillConfig
 from reasoner.distill.select import ACCEPT, SELECT, Candidate, cap_rows, dedupe, filter_candidates, select_per_prompt
 from reasoner.evaluation.core import SampleRecord
-from reasoner.evaluation.runner import LazyEngine, build_engine, sample_and_grade, stop_token_ids
+from reasoner.evaluation.runner import LazyEngine, sample_and_grade
 from reasoner.evaluation.store import SampleStore
+from reasoner.rollout import make_engine
 
 
 @dataclass
@@ -39,7 +40,7 @@ class DistillResult:
 
 
 def distill(cfg: DistillConfig) -> DistillResult:
-    from reasoner.models import load_model, load_tokenizer
+    from reasoner.models import load_model, tokenizer_for
     from verifiers import RewardSpec
 
     _check(cfg)
@@ -50,19 +51,16 @@ def distill(cfg: DistillConfig) -> DistillResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     examples = load_examples(cfg.data)
-    tokenizer = load_tokenizer(cfg.teacher.tokenizer or cfg.teacher.path,
-                               trust_remote_code=cfg.teacher.trust_remote_code)
-    prompts = build_prompts(tokenizer, examples, template=cfg.data.template, system_prompt=cfg.data.system_prompt,
-                            instruction=cfg.data.instruction, max_prompt_tokens=cfg.data.max_prompt_tokens)
-    params = cfg.sampling.params(stop_token_ids(tokenizer, cfg.sampling.stop_strings))
+    tokenizer = tokenizer_for(cfg.teacher)
+    prompts = build_prompts(tokenizer, examples, cfg.prompt)
+    params = cfg.sampling.params_for(tokenizer)
     verifiers = grading_verifiers(cfg.verifiers)
     store = SampleStore(out, _meta(cfg, verifiers), params.n)
-    engine = LazyEngine(lambda: build_engine(cfg.engine, cfg.max_batch_size, cfg.vllm,
-                                             load_model(cfg.teacher, trainable=False), tokenizer))
+    engine = LazyEngine(lambda: make_engine(cfg.engine, load_model(cfg.teacher, trainable=False), tokenizer))
     spec = RewardSpec.from_config(verifiers)
     try:
         records = sample_and_grade(engine, tokenizer, prompts, spec, params, store, resume=cfg.resume,
-                                   chunk_problems=cfg.chunk_problems, seed=cfg.sampling.seed,
+                                   chunk_problems=cfg.chunk_problems, seed=cfg.seed,
                                    progress=cfg.progress, desc="distill")
     finally:
         spec.close()
@@ -127,8 +125,8 @@ def select_samples(records: list[SampleRecord], cfg: DistillConfig,
 
 
 def sft_row(c: Candidate, example: dict[str, Any], cfg: DistillConfig) -> dict[str, Any]:
-    user = f"{example['problem']}{cfg.data.instruction}"
-    messages = ([{"role": "system", "content": cfg.data.system_prompt}] if cfg.data.system_prompt else []) + \
+    user = f"{example['problem']}{cfg.prompt.instruction}"
+    messages = ([{"role": "system", "content": cfg.prompt.system_prompt}] if cfg.prompt.system_prompt else []) + \
         [{"role": "user", "content": user}, {"role": "assistant", "content": c.response}]
     return {
         "id": f"{c.prompt_id}#{c.sample_index}", "problem": example["problem"], "answer": example.get("answer"),
@@ -172,4 +170,4 @@ def _check(cfg: DistillConfig) -> None:
 def _meta(cfg: DistillConfig, verifiers: dict) -> dict:
     return {"teacher": cfg.teacher.path, "tokenizer": cfg.teacher.tokenizer, "dtype": cfg.teacher.dtype,
             "sampling": {**cfg.sampling.resolve(), "stop_strings": list(cfg.sampling.stop_strings)},
-            "data": to_dict(cfg.data), "verifiers": verifiers}
+            "data": to_dict(cfg.data), "prompt": to_dict(cfg.prompt), "verifiers": verifiers}

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from reasoner.evaluation.aggregate import BenchmarkMetrics
 from reasoner.evaluation.core import SampleRecord
-from reasoner.evaluation.metrics import BenchmarkMetrics
 
 
 def write_results(out_dir: Path, header: dict[str, Any], metrics: Sequence[BenchmarkMetrics]) -> Path:

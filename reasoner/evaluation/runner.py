@@ -17,17 +17,19 @@ from pathlib import Path
 
 import torch
 
-from reasoner.config import ConfigError, save_config
+from reasoner.config import ConfigError, from_dict, save_config, to_dict
 from reasoner.data import build_prompts
 from reasoner.data.datasets import DatasetError
-from reasoner.data.templates import Prompt
+from reasoner.data.templates import Prompt, PromptConfig
+from reasoner.evaluation.aggregate import BenchmarkMetrics, compute_metrics
 from reasoner.evaluation.benchmarks import load_benchmark, resolve_benchmark
 from reasoner.evaluation.config import BenchmarkConfig, EvalConfig
 from reasoner.evaluation.core import SampleRecord, evaluate_prompts
-from reasoner.evaluation.metrics import BenchmarkMetrics, compute_metrics
+from reasoner.evaluation.hooks import SAMPLE_METRICS
 from reasoner.evaluation.report import plot_results, write_markdown, write_results
 from reasoner.evaluation.store import SampleStore
-from reasoner.rollout.base import RolloutConfig, RolloutEngine, SamplingParams
+from reasoner.metrics.progress import progress_bar
+from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
 
 
 @dataclass
@@ -40,7 +42,7 @@ class EvalResult:
 
 
 def run_eval(cfg: EvalConfig) -> EvalResult:
-    from reasoner.models import load_model, load_tokenizer
+    from reasoner.models import load_model, tokenizer_for
 
     benches = resolve_benchmarks(cfg.benchmarks)  # a bad benchmark fails before anything is written
     examples = {b.name: load_benchmark(b, verifiers_for(b, cfg)) for b in benches}
@@ -50,10 +52,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
 
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
-    engine = LazyEngine(lambda: build_engine(cfg.engine, cfg.max_batch_size, cfg.vllm,
-                                             load_model(cfg.model, trainable=False), tokenizer))
-    params = cfg.sampling.params(stop_token_ids(tokenizer, cfg.sampling.stop_strings))
+    tokenizer = tokenizer_for(cfg.model)
+    engine = LazyEngine(lambda: make_engine(cfg.engine, load_model(cfg.model, trainable=False), tokenizer))
+    params = cfg.sampling.params_for(tokenizer)
     metrics, records = [], {}
     try:
         for bench in benches:
@@ -62,10 +63,10 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
             records[bench.name], primary = grade_benchmark(engine, tokenizer, prompts, verifiers_for(bench, cfg),
                                                            params, store, cfg, desc=bench.name)
             metrics.append(compute_metrics(bench.name, records[bench.name], cfg.ks, primary=primary,
-                                           n_boot=cfg.bootstrap, seed=cfg.sampling.seed))
+                                           n_boot=cfg.bootstrap, seed=cfg.seed, hooks=bench.metrics))
     finally:
         engine.close()
-    header = {"model": cfg.model.path, "sampling": {**cfg.sampling.resolve(), "seed": cfg.sampling.seed}}
+    header = {"model": cfg.model.path, "sampling": {**cfg.sampling.resolve(), "seed": cfg.seed}}
     plots = plot_results(out, metrics, records) if cfg.plots else []
     return EvalResult(out_dir=out, metrics=metrics, records=records, results_path=write_results(out, header, metrics),
                       markdown_path=write_markdown(out, header, metrics, plots))
@@ -75,6 +76,11 @@ def resolve_benchmarks(items: Sequence) -> list[BenchmarkConfig]:
     if not items:
         raise ConfigError("'benchmarks' is empty: name at least one (a preset, a path or a mapping)")
     benches = [resolve_benchmark(item, i) for i, item in enumerate(items)]
+    for i, bench in enumerate(benches):
+        unknown = [m for m in bench.metrics if m not in SAMPLE_METRICS]
+        if unknown:
+            raise ConfigError(f"benchmarks[{i}].metrics: unknown metric {unknown[0]!r}; valid: "
+                              f"{', '.join(SAMPLE_METRICS.names())}")
     names = [b.name for b in benches]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -87,13 +93,14 @@ def verifiers_for(bench: BenchmarkConfig, cfg: EvalConfig) -> dict[str, dict]:
     return bench.verifiers if bench.verifiers is not None else cfg.verifiers
 
 
+def prompt_for(bench: BenchmarkConfig, cfg: EvalConfig) -> PromptConfig:
+    """The run's `prompt` section with the benchmark's own overrides on top."""
+    return from_dict(PromptConfig, {**to_dict(cfg.prompt), **bench.prompt}, where=f"benchmark '{bench.name}' prompt")
+
+
 def bench_prompts(tokenizer, bench: BenchmarkConfig, examples: list[dict], cfg: EvalConfig) -> list[Prompt]:
-    p = cfg.prompt
     try:
-        return build_prompts(tokenizer, examples, template=bench.template or p.template,
-                             system_prompt=bench.system_prompt if bench.system_prompt is not None else p.system_prompt,
-                             instruction=bench.instruction if bench.instruction is not None else p.instruction,
-                             max_prompt_tokens=p.max_prompt_tokens)
+        return build_prompts(tokenizer, examples, prompt_for(bench, cfg))
     except ValueError as e:
         raise DatasetError(f"benchmark '{bench.name}': {e}") from None
 
@@ -105,7 +112,7 @@ def grade_benchmark(engine, tokenizer, prompts, verifiers: dict, params: Samplin
     spec = RewardSpec.from_config(verifiers)
     try:
         records = sample_and_grade(engine, tokenizer, prompts, spec, params, store, resume=cfg.resume,
-                                   chunk_problems=cfg.chunk_problems, seed=cfg.sampling.seed,
+                                   chunk_problems=cfg.chunk_problems, seed=cfg.seed,
                                    progress=cfg.progress, desc=desc)
     finally:
         spec.close()
@@ -124,7 +131,7 @@ def sample_and_grade(engine: RolloutEngine, tokenizer, prompts: Sequence[Prompt]
     # Longest first, so similar lengths share a batch (less left padding; a benchmark like MATH-500 spans 30 to
     # 1,700 prompt tokens) and an out-of-memory error, if any, comes in the first chunk.
     pending = sorted((p for p in prompts if p.id not in done), key=lambda p: -len(p.token_ids))
-    bar = _progress(progress, len(prompts), len(prompts) - len(pending), desc)
+    bar = progress_bar(progress, total=len(prompts), initial=len(prompts) - len(pending), desc=desc, unit="problem")
     for start in range(0, len(pending), max(1, chunk_problems)):
         chunk = pending[start:start + max(1, chunk_problems)]
         torch.manual_seed(zlib.crc32(f"{seed}:{chunk[0].id}".encode()))
@@ -156,36 +163,12 @@ class LazyEngine(RolloutEngine):
             self._engine.close()
 
 
-def build_engine(name: str, max_batch_size: int, vllm: dict, model, tokenizer) -> RolloutEngine:
-    from reasoner.rollout import make_engine
-    return make_engine(RolloutConfig(engine=name, max_batch_size=max_batch_size, vllm=dict(vllm)), model, tokenizer)
-
-
-def stop_token_ids(tokenizer, stop_strings: Sequence[str]) -> list[int]:
-    ids = []
-    for s in stop_strings:
-        encoded = tokenizer(s, add_special_tokens=False)["input_ids"]
-        if len(encoded) != 1:
-            raise ConfigError(f"stop string {s!r} is {len(encoded)} tokens for this tokenizer; each must be one "
-                              f"token")
-        ids.append(encoded[0])
-    return ids
-
-
 def _meta(cfg: EvalConfig, bench: BenchmarkConfig) -> dict:
     """What the samples depend on: resuming under any other value is refused (see store.py)."""
-    p = cfg.prompt
+    prompt = prompt_for(bench, cfg)
     return {"model": cfg.model.path, "tokenizer": cfg.model.tokenizer, "dtype": cfg.model.dtype,
             "sampling": {**cfg.sampling.resolve(), "stop_strings": list(cfg.sampling.stop_strings)},
-            "benchmark": {k: v for k, v in dataclasses.asdict(bench).items() if k != "verifiers"},
-            "prompt": {"template": bench.template or p.template,
-                       "system_prompt": bench.system_prompt if bench.system_prompt is not None else p.system_prompt,
-                       "instruction": bench.instruction if bench.instruction is not None else p.instruction},
+            "benchmark": {k: v for k, v in dataclasses.asdict(bench).items() if k not in ("verifiers", "prompt")},
+            "prompt": {"template": prompt.template, "system_prompt": prompt.system_prompt,
+                       "instruction": prompt.instruction},
             "verifiers": verifiers_for(bench, cfg)}
-
-
-def _progress(enabled: bool, total: int, initial: int, desc: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, initial=initial, desc=desc, unit="problem", dynamic_ncols=True)

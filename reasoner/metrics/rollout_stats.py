@@ -15,7 +15,7 @@ def _length_stats(prefix: str, lengths: Sequence[int]) -> dict[str, float]:
 
 
 def rollout_metrics(*, rewards: Sequence[float], correct: Sequence[bool], lengths: Sequence[int],
-                    truncated: Sequence[bool], group_size: int, verifier_means: Mapping[str, float] | None = None,
+                    truncated: Sequence[bool], group_size: int,
                     verifier_values: Mapping[str, Sequence[float]] | None = None,
                     status_counts: Mapping[str, Mapping[str, int]] | None = None) -> dict[str, float]:
     """All of the flat metrics a GRPO step logs about its rollouts (`N` sequences, groups contiguous)."""
@@ -24,8 +24,6 @@ def rollout_metrics(*, rewards: Sequence[float], correct: Sequence[bool], length
     for name, values in (verifier_values or {}).items():
         m[f"reward/{name}/mean"] = fmean(values)
         m[f"reward/{name}/std"] = pstdev(values)
-    for name, mean in (verifier_means or {}).items():
-        m.setdefault(f"reward/{name}/mean", float(mean))
     for name, counts in (status_counts or {}).items():
         for status, count in counts.items():
             m[f"status/{name}/{status}"] = count / n

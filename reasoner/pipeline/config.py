@@ -8,10 +8,13 @@ Stages, in this order (any subsequence may be run):
   student     SFT of a fresh student on the distilled data
   eval        benchmarks for the models named in `eval_models`
 Model paths left empty in a stage's section are filled from the stage before it; a path set explicitly wins.
+A pipeline-wide `seed`, when set, replaces every seed of every stage (run seeds, data and task seeds, the tiny
+model's initialisation, evaluation sampling), so `seed=S` reruns the whole recipe on another draw.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reasoner.distill.config import DistillConfig
 from reasoner.evaluation.config import EvalConfig
@@ -27,12 +30,16 @@ MODEL_STAGES = ("init", "cold_start", "grpo", "student")  # stages whose output 
 class TinyInitConfig:
     task: str = "arithmetic"              # a built-in task whose training text the tokenizer is trained on
     corpus_examples: int = 5000
+    seed: int = 0                         # which draw of the task's training split makes the corpus
     spec: TinyModelSpec = field(default_factory=TinyModelSpec)
 
 
 @dataclass
 class PipelineConfig:
-    out: str = "runs/pipeline"
+    RENAMED: ClassVar[dict[str, str]] = {"out": "out_dir"}
+
+    out_dir: str = "runs/pipeline"
+    seed: int | None = None               # set: every seed of every stage (see above); null: each stage's own
     stages: list[str] = field(default_factory=lambda: list(STAGES))
     base_model: str = ""                  # the policy's starting point; empty -> the `init` stage's tiny model
     student_model: str = ""               # the student's starting point; empty -> base_model (a fresh copy)

@@ -12,6 +12,7 @@ before it, a status (`started` / `done`) and its outputs. On a re-run:
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -37,7 +38,7 @@ class PipelineResult:
 
 def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> PipelineResult:
     _check(cfg)
-    out = Path(cfg.out)
+    out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     save_config(cfg, out / "config.yaml")
     if cfg.threads:
@@ -47,6 +48,8 @@ def run_pipeline(cfg: PipelineConfig, log: Callable[[str], None] = print) -> Pip
     chain = ""
     for i, stage in enumerate(cfg.stages, 1):
         stage_cfg = WIRING[stage](cfg, outputs, out / stage)
+        if cfg.seed is not None:
+            set_seeds(stage_cfg, cfg.seed)
         fingerprint = hashlib.sha256((chain + json.dumps(to_dict(stage_cfg), sort_keys=True)).encode()).hexdigest()
         record = _read_record(out / stage)
         if record and record["fingerprint"] == fingerprint and record["status"] == "done":
@@ -88,7 +91,7 @@ def _latest_policy(cfg: PipelineConfig, outputs: dict, before: str) -> str:
 
 
 def _wire_init(cfg, outputs, folder):
-    return cfg.init
+    return copy.deepcopy(cfg.init)
 
 
 def _wire_cold_start(cfg, outputs, folder):
@@ -146,7 +149,7 @@ def _run_init(init, folder: Path) -> dict:
 
     if init.task not in TASKS:
         raise ConfigError(f"init.task '{init.task}' is not a built-in task ({', '.join(TASKS)})")
-    rows = TASKS[init.task](init.corpus_examples, split="train", seed=0)
+    rows = TASKS[init.task](init.corpus_examples, split="train", seed=init.seed)
     corpus = [f"{r['problem']} {r.get('response', '')}" for r in rows]
     return {"model": str(build_tiny_model(folder / "model", corpus, init.spec))}
 
@@ -193,6 +196,29 @@ RUNNERS = {"init": _run_init, "cold_start": _run_sft, "grpo": _run_grpo, "distil
            "student": _run_sft, "eval": _run_eval}
 
 
+# ----------------------------------------------------------------------------------------------------- seeds
+
+
+def set_seeds(node: Any, seed: int) -> None:
+    """Set every integer field or key named `seed` in a stage's config tree (dataclasses, dicts, lists) to `seed`."""
+    if dataclasses.is_dataclass(node) and not isinstance(node, type):
+        for f in dataclasses.fields(node):
+            value = getattr(node, f.name)
+            if f.name == "seed" and isinstance(value, int):
+                setattr(node, f.name, seed)
+            else:
+                set_seeds(value, seed)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "seed" and isinstance(value, int):
+                node[key] = seed
+            else:
+                set_seeds(value, seed)
+    elif isinstance(node, list):
+        for item in node:
+            set_seeds(item, seed)
+
+
 # ----------------------------------------------------------------------------------------------------- state
 
 
@@ -210,7 +236,7 @@ def _write_record(folder: Path, fingerprint: str, status: str, outputs: dict) ->
 
 def _recorded(cfg: PipelineConfig, stage: str, key: str) -> str | None:
     """An output of a stage finished in an earlier invocation (lets `stages: [student, eval]` reuse it)."""
-    record = _read_record(Path(cfg.out) / stage)
+    record = _read_record(Path(cfg.out_dir) / stage)
     return record["outputs"].get(key) if record and record["status"] == "done" else None
 
 

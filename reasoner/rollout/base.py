@@ -4,7 +4,8 @@ An engine turns prompt token ids into `n` sampled completions each, and reports 
 log-probability under the policy *at the sampling temperature, before top-p/top-k truncation*:
 `log softmax(logits / T)[token]`. That is exactly what the trainer computes for the same tokens, so the two can
 be compared directly (importance-sampling correction, verified weight sync). Engines are swapped by name
-(`rollout.engine: hf | vllm`); the trainer never sees which one it has.
+(`engine.name: hf | vllm`, made by `reasoner.rollout.factory.make_engine`); the trainer never sees which
+one it has.
 """
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
+
+from reasoner.errors import ReasonerError
 
 
 @dataclass
@@ -41,29 +44,25 @@ class Completion:
     finish_reason: Literal["stop", "length"]
 
 
-@dataclass
-class RolloutConfig:
-    engine: str = "hf"                # hf | vllm
-    group_size: int = 8               # completions per prompt (G)
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    max_new_tokens: int = 256
-    max_batch_size: int = 256         # sequences per generate call (HF engine)
-    fast_decode: bool = True          # HF engine: lean decode loop for Llama-family models (else `generate`)
-    compact_below: float = 0.5        # lean loop: drop finished rows when <= this share is unfinished (0: never)
-    stop_strings: list[str] = field(default_factory=list)  # each must be a single token, e.g. "</answer>"
-    vllm: dict = field(default_factory=dict)  # options for the vLLM engine (see reasoner.rollout.vllm_engine)
-
-    def sampling(self, stop_token_ids: list[int] | None = None, **overrides) -> SamplingParams:
-        values = dict(n=self.group_size, temperature=self.temperature, top_p=self.top_p, top_k=self.top_k,
-                      max_new_tokens=self.max_new_tokens, stop_token_ids=list(stop_token_ids or []))
-        values.update(overrides)
-        return SamplingParams(**values)
+class EngineError(ReasonerError, RuntimeError):
+    """The engine failed, timed out or is unusable; the message says which call and why."""
 
 
 class RolloutEngine(ABC):
-    """Generates completions for token-id prompts with the current policy weights."""
+    """Generates completions for token-id prompts with the current policy weights.
+
+    What the trainer needs to know about an engine is declared here, not probed:
+    - `owns_weights`: the engine keeps its own copy of the weights (vLLM, a rollout server), so the trainer must
+      push its weights after every update (`sync_weights`) and verifies each sync with a probe; an engine that
+      samples from the trainer's own module (the HF engine) needs neither, but ZeRO-3 must gather the module's
+      parameters around `generate`;
+    - `dtype`: the precision the engine computes in when it may differ from the trainer's (sets the probe's
+      thresholds); None when it is the trainer's own;
+    - `release_memory()`: hand accelerator memory back to training between rollouts (vLLM sleep mode).
+    """
+
+    owns_weights: bool = False
+    dtype: str | None = None
 
     @abstractmethod
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
@@ -72,17 +71,18 @@ class RolloutEngine(ABC):
     def sync_weights(self, model) -> None:
         """Make the engine sample from `model`'s current weights (no-op when it shares the module)."""
 
+    def release_memory(self) -> None:
+        """Give memory back to training until the next sync or generate call (no-op by default)."""
+
     def close(self) -> None:
         """Release engine resources."""
 
 
-def make_engine(cfg: RolloutConfig, model, tokenizer) -> RolloutEngine:
-    """The engine named by `cfg.engine`."""
-    if cfg.engine == "hf":
-        from reasoner.rollout.hf_engine import HFEngine
-        return HFEngine(model, tokenizer, max_batch_size=cfg.max_batch_size, fast_decode=cfg.fast_decode,
-                        compact_below=cfg.compact_below)
-    if cfg.engine == "vllm":
-        from reasoner.rollout.vllm_engine import VLLMEngine  # optional dependency
-        return VLLMEngine.from_model(model, tokenizer, **cfg.vllm)
-    raise ValueError(f"unknown rollout engine '{cfg.engine}'; valid engines: hf, vllm")
+def eos_token_ids(model, tokenizer) -> list[int]:
+    """Every id that ends a completion: the model's generation config's EOS id(s), then the tokenizer's."""
+    ids: list[int] = []
+    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    for tok in ([eos] if isinstance(eos, int) else list(eos or [])) + [tokenizer.eos_token_id]:
+        if tok is not None and int(tok) not in ids:
+            ids.append(int(tok))
+    return ids

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from reasoner.rollout import fast_decode
-from reasoner.rollout.base import Completion, RolloutEngine, SamplingParams
+from reasoner.rollout.base import Completion, RolloutEngine, SamplingParams, eos_token_ids
 
 
 class _LogprobRecorder:
@@ -81,11 +81,7 @@ class HFEngine(RolloutEngine):
 
     def stop_ids(self, params: SamplingParams) -> list[int]:
         ids = list(params.stop_token_ids)
-        eos = self.model.generation_config.eos_token_id
-        for tok in ([eos] if isinstance(eos, int) else list(eos or [])) + [self.tokenizer.eos_token_id]:
-            if tok is not None and tok not in ids:
-                ids.append(tok)
-        return ids
+        return ids + [tok for tok in eos_token_ids(self.model, self.tokenizer) if tok not in ids]
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:

@@ -1,6 +1,6 @@
 """The trainer's side of server mode: a `RolloutEngine` that calls `reasoner serve` processes over HTTP.
 
-`rollout.engine: vllm` with `rollout.vllm: {mode: server, server_url: "http://a:8000,http://b:8000"}`. With
+`engine.name: vllm` with `engine.vllm: {mode: server, server_url: "http://a:8000,http://b:8000"}`. With
 several servers, rank r generates on server r mod n, so rollout capacity grows with the number of servers; rank
 0 pushes the weights to every server after each optimizer step (the trainer holds a barrier after the sync, so
 no rank samples before the new weights are in place). Weight transports:
@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -26,33 +27,37 @@ from urllib.parse import urlparse
 
 import torch
 
-from reasoner.rollout.base import Completion, RolloutEngine, SamplingParams
-from reasoner.rollout.vllm_engine import EngineError, VLLMOptions, _eos_ids
+from reasoner.rollout.base import Completion, EngineError, RolloutEngine, SamplingParams, eos_token_ids
+from reasoner.rollout.server import read_token
+from reasoner.rollout.vllm_options import VLLMOptions
 
 
 class RemoteEngine(RolloutEngine):
-    holds_own_weights = True
+    """Samples on `reasoner serve` processes; rank 0 pushes the trainer's weights to every server."""
+
+    owns_weights = True
 
     def __init__(self, urls: Sequence[str], opts: VLLMOptions, *, eos_ids: Sequence[int] = ()):
         if not urls:
-            raise ValueError("rollout.vllm.server_url: no server given")
+            raise ValueError("engine.vllm.server_url: no server given")
         self.opts = opts
         self.eos_ids = list(eos_ids)
         self.rank = int(os.environ.get("RANK", "0"))
         self.transport = opts.weight_transport if opts.weight_transport != "auto" else \
             ("nccl" if torch.cuda.is_available() else "bytes")
         if self.transport not in ("bytes", "nccl"):
-            raise ValueError(f"rollout.vllm.weight_transport={self.transport} is not available in server mode "
+            raise ValueError(f"engine.vllm.weight_transport={self.transport} is not available in server mode "
                              "(bytes or nccl)")
-        self.servers = [ServerConnection(url, opts.timeout_s) for url in urls]
+        token = read_token(opts.server_token_file)
+        tls = ssl.create_default_context(cafile=opts.server_ca_file) if opts.server_ca_file else None
+        self.servers = [ServerConnection(url, opts.timeout_s, token=token, tls=tls) for url in urls]
         self.generator = self.servers[self.rank % len(self.servers)]  # the server this rank samples from
         dtypes = {s.info.get("dtype", "") for s in self.servers}
         self.dtype = "bfloat16" if dtypes & {"bfloat16", "float16"} else dtypes.pop()  # sets the probe thresholds
 
     @classmethod
     def from_model(cls, model, tokenizer, opts: VLLMOptions) -> RemoteEngine:
-        urls = [u.strip() for u in (opts.server_url or "").split(",") if u.strip()]
-        engine = cls(urls, opts, eos_ids=_eos_ids(model, tokenizer))
+        engine = cls(opts.server_urls, opts, eos_ids=eos_token_ids(model, tokenizer))
         engine.sync_weights(model)  # the servers now serve exactly the trainer's weights
         return engine
 
@@ -88,20 +93,23 @@ class RemoteEngine(RolloutEngine):
 
 
 class ServerConnection:
-    """One `reasoner serve` process: JSON/bytes POSTs with a timeout, and its NCCL weight group."""
+    """One `reasoner serve` process: JSON/bytes POSTs with a timeout and the shared secret, and its NCCL group."""
 
-    def __init__(self, url: str, timeout_s: float):
+    def __init__(self, url: str, timeout_s: float, *, token: str | None = None, tls: ssl.SSLContext | None = None):
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self._tls = tls
         self._nccl = None
         self.info = self._wait_until_healthy()
 
     def post(self, path: str, payload: dict | bytes) -> dict:
         data = payload if isinstance(payload, bytes) else json.dumps(payload).encode()
         kind = "application/octet-stream" if isinstance(payload, bytes) else "application/json"
-        request = urllib.request.Request(self.url + path, data=data, method="POST", headers={"Content-Type": kind})
+        request = urllib.request.Request(self.url + path, data=data, method="POST",
+                                         headers={"Content-Type": kind, **self._headers})
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(request, timeout=self.timeout_s, context=self._tls) as response:
                 return json.loads(response.read())
         except urllib.error.HTTPError as e:
             detail = e.read().decode(errors="replace")
@@ -158,8 +166,15 @@ class ServerConnection:
         last = None
         while time.monotonic() < deadline:
             try:
-                with urllib.request.urlopen(self.url + "/health", timeout=10) as response:
+                request = urllib.request.Request(self.url + "/health", headers=self._headers)
+                with urllib.request.urlopen(request, timeout=10, context=self._tls) as response:
                     return json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                if e.code == 401:
+                    raise EngineError(f"server {self.url} refused this trainer's credentials: set the server's shared "
+                                      "secret in $REASONER_SERVE_TOKEN or engine.vllm.server_token_file") from None
+                last = e
+                time.sleep(1.0)
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 last = e
                 time.sleep(1.0)

@@ -1,10 +1,11 @@
 """The vLLM rollout engine: colocated `vllm.LLM`, or a client of `reasoner serve` (server mode).
 
-Selected with `rollout.engine: vllm`; options go under `rollout.vllm` (see `VLLMOptions`). The engine keeps its
-own copy of the weights, so after every optimizer step the trainer calls `sync_weights(model)`: the weights go
-to vLLM's workers through a worker extension (`reasoner.rollout.vllm_worker`) and `LLM.collective_rpc`, then the
-prefix cache is reset (without the reset, prompts longer than one KV-cache block are served from keys and values
-computed with the old weights). The trainer then checks the sync with a probe (reasoner.training.sync_check).
+Selected with `engine.name: vllm`; options go under `engine.vllm` (`reasoner.rollout.vllm_options`). The
+engine keeps its own copy of the weights, so after every optimizer step the trainer calls `sync_weights(model)`:
+the weights go to vLLM's workers through a worker extension (`reasoner.rollout.vllm_worker`) and
+`LLM.collective_rpc`, then the prefix cache is reset (without the reset, prompts longer than one KV-cache block
+are served from keys and values computed with the old weights). The trainer then checks the sync with a probe
+(reasoner.training.sync_check).
 
 Log-probs: the engine contract is `log softmax(logits / T)` at the sampled token, before top-p/top-k truncation.
 vLLM reports either `raw_logprobs` (before temperature) or `processed_logprobs` (after temperature *and* after
@@ -27,74 +28,27 @@ import os
 import socket
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from reasoner.rollout.base import Completion, RolloutEngine, SamplingParams
+from reasoner.rollout.base import Completion, EngineError, RolloutEngine, SamplingParams, eos_token_ids
+from reasoner.rollout.vllm_options import VLLMOptions
 
 WORKER_EXTENSION = "reasoner.rollout.vllm_worker.WeightSyncExtension"
-LOGPROBS_MODES = ("processed_logprobs", "raw_logprobs")
-
-
-class EngineError(RuntimeError):
-    """The engine failed, timed out or is unusable; the message says which call and why."""
-
-
-@dataclass
-class VLLMOptions:
-    mode: str = "colocate"                 # colocate: an LLM in this process | server: a `reasoner serve` process
-    server_url: str | None = None          # server mode: http://host:port (several: comma-separated)
-    weight_transport: str = "auto"         # auto | tensors | ipc | bytes | nccl (server mode on GPUs)
-    gpu_memory_utilization: float = 0.3    # colocate on GPU: vLLM's share of the GPU; the rest is training's
-    sleep_level: int = 0                   # 0 off; 1 offload weights and drop KV cache between rollouts; 2 drop both
-    cpu_kv_cache_gb: float = 1.0           # CPU backend: KV cache size (VLLM_CPU_KVCACHE_SPACE)
-    in_process: bool = False               # run vLLM's engine core in this process (VLLM_ENABLE_V1_MULTIPROCESSING=0)
-    dtype: str = "auto"                    # auto -> the trainer model's dtype
-    max_model_len: int | None = None
-    enable_prefix_caching: bool = True
-    enforce_eager: bool = True             # no CUDA-graph capture: faster start, weights may change every step
-    tensor_parallel_size: int = 1
-    logprobs_mode: str = "processed_logprobs"
-    seed: int = 0                          # sampling seed (the trainer's rank is added)
-    timeout_s: float = 600.0               # any engine call taking longer fails (generate, weight load, reset)
-    llm_kwargs: dict[str, Any] = field(default_factory=dict)  # passed to vllm.LLM as they are
-
-    def __post_init__(self):
-        checks = [(self.mode in ("colocate", "server"), "mode must be colocate or server"),
-                  (self.weight_transport in ("auto", "tensors", "ipc", "bytes", "nccl"),
-                   "weight_transport must be auto, tensors, ipc, bytes or nccl"),
-                  (self.sleep_level in (0, 1, 2), "sleep_level must be 0, 1 or 2"),
-                  (0 < self.gpu_memory_utilization <= 1, "gpu_memory_utilization must be in (0, 1]"),
-                  (self.logprobs_mode in LOGPROBS_MODES, f"logprobs_mode must be one of {', '.join(LOGPROBS_MODES)}"),
-                  (self.timeout_s > 0, "timeout_s must be > 0"),
-                  (self.mode != "server" or bool(self.server_url), "server mode needs server_url")]
-        for ok, message in checks:
-            if not ok:
-                from reasoner.config import ConfigError
-                raise ConfigError(f"rollout.vllm: {message}")
-
-
-def parse_options(options: dict[str, Any]) -> VLLMOptions:
-    from reasoner.config import from_dict
-    return from_dict(VLLMOptions, options, where="rollout.vllm")
 
 
 class VLLMEngine(RolloutEngine):
     """A colocated `vllm.LLM` that samples with the trainer's current weights after each `sync_weights`."""
 
-    holds_own_weights = True  # the trainer must sync it, and verifies each sync with a probe
+    owns_weights = True  # the trainer must sync it, and verifies each sync with a probe
 
     @classmethod
-    def from_model(cls, model, tokenizer, **options) -> RolloutEngine:
-        """The engine for `model` (colocated), or a client of a `reasoner serve` process (`mode: server`)."""
-        opts = parse_options(options)
-        if opts.mode == "server":
-            from reasoner.rollout.server_client import RemoteEngine
-            return RemoteEngine.from_model(model, tokenizer, opts)
-        engine = cls(_model_source(model), opts, dtype=_dtype_name(model, opts), eos_ids=_eos_ids(model, tokenizer))
+    def from_model(cls, model, tokenizer, opts: VLLMOptions) -> VLLMEngine:
+        """A colocated engine for `model`, loaded from its folder and then synced to its current weights."""
+        engine = cls(_model_source(model), opts, dtype=_dtype_name(model, opts),
+                     eos_ids=eos_token_ids(model, tokenizer))
         engine.sync_weights(model)  # the engine now serves exactly the trainer's weights, whatever it loaded
         return engine
 
@@ -134,10 +88,10 @@ class VLLMEngine(RolloutEngine):
         if self.opts.logprobs_mode == "processed_logprobs" and truncated:
             raise ValueError("vLLM's processed_logprobs are taken after top-p/top-k truncation, but the engine "
                              "contract is log-probs before it: use top_p=1 and top_k=0, or set "
-                             "rollout.vllm.logprobs_mode=raw_logprobs with temperature 1.0")
+                             "engine.vllm.logprobs_mode=raw_logprobs with temperature 1.0")
         if self.opts.logprobs_mode == "raw_logprobs" and params.temperature != 1.0:
-            raise ValueError("vLLM's raw_logprobs ignore the temperature: with rollout.temperature != 1 use "
-                             "rollout.vllm.logprobs_mode=processed_logprobs (and top_p=1, top_k=0)")
+            raise ValueError("vLLM's raw_logprobs ignore the temperature: with sampling.temperature != 1 use "
+                             "engine.vllm.logprobs_mode=processed_logprobs (and top_p=1, top_k=0)")
 
     # ------------------------------------------------------------------------------------------ weights
     def sync_weights(self, model) -> None:
@@ -256,7 +210,7 @@ def _completion(output, stop_ids: Sequence[int]) -> Completion:
 def _build_llm(model_path: str, opts: VLLMOptions, dtype: str, *, colocated: bool):
     on_gpu = torch.cuda.is_available()
     if opts.sleep_level and not on_gpu:
-        raise ValueError("rollout.vllm.sleep_level: vLLM's CPU backend has no sleep mode (use 0)")
+        raise ValueError("engine.vllm.sleep_level: vLLM's CPU backend has no sleep mode (use 0)")
     if not on_gpu:
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", f"{opts.cpu_kv_cache_gb:g}")
     if opts.in_process:
@@ -321,15 +275,6 @@ def _dtype_name(model, opts: VLLMOptions) -> str:
     if opts.dtype != "auto":
         return opts.dtype
     return str(next(model.parameters()).dtype).removeprefix("torch.")
-
-
-def _eos_ids(model, tokenizer) -> list[int]:
-    ids: list[int] = []
-    eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    for tok in ([eos] if isinstance(eos, int) else list(eos or [])) + [tokenizer.eos_token_id]:
-        if tok is not None and tok not in ids:
-            ids.append(int(tok))
-    return ids
 
 
 def served_eos_ids(model_path: str) -> list[int]:

@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reasoner.data.datasets import DataConfig
+from reasoner.data.templates import PromptConfig
 from reasoner.models.loading import ModelConfig
 from reasoner.training.backend import DistributedConfig
-from reasoner.training.config import OptimConfig
+from reasoner.training.config import PROMPT_RENAMES, OptimConfig
 
 
 def _sft_optim() -> OptimConfig:
@@ -27,8 +29,11 @@ class LoraSettings:
 
 @dataclass
 class SFTConfig:
+    RENAMED: ClassVar[dict[str, str]] = PROMPT_RENAMES
+
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)  # prompt/response rows: how the prompt is rendered
     row_format: str = "auto"                  # auto (messages when present) | messages | prompt_response
     response_field: str = "response"          # prompt/response rows: the target text
     messages_field: str = "messages"          # chat rows: [{"role", "content"}, ...]; loss on assistant turns

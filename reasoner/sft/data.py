@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reasoner.data.datasets import DataConfig, DatasetError
-from reasoner.data.templates import render_prompt
+from reasoner.data.templates import PromptConfig, render_prompt
 
 ROW_FORMATS = ("auto", "messages", "prompt_response")
 
@@ -68,10 +68,13 @@ def load_sft_rows(data: DataConfig, *, response_field: str = "response", message
     return out
 
 
-def tokenize_examples(tokenizer, rows: Sequence[Mapping[str, Any]], *, template: str = "chat",
-                      system_prompt: str | None = None, instruction: str = "", response_field: str = "response",
-                      messages_field: str = "messages", max_length: int = 1024,
+def tokenize_examples(tokenizer, rows: Sequence[Mapping[str, Any]], *, prompt: PromptConfig | None = None,
+                      response_field: str = "response", messages_field: str = "messages", max_length: int = 1024,
                       row_format: str = "auto") -> list[SFTExample]:
+    """Token ids and loss masks of `rows`; prompt/response rows render their prompt as `prompt` says (the same
+    rendering training and evaluation use), and a prompt over `prompt.max_prompt_tokens` is an error naming the
+    row."""
+    prompt = prompt or PromptConfig()
     out = []
     for i, row in enumerate(rows):
         where = f"row {row.get('id', i)!r}"
@@ -79,8 +82,11 @@ def tokenize_examples(tokenizer, rows: Sequence[Mapping[str, Any]], *, template:
         if use_chat and row.get(messages_field):
             ids, mask = _chat_tokens(tokenizer, row[messages_field], where)
         elif not use_chat and "problem" in row and response_field in row:
-            prompt = render_prompt(tokenizer, str(row["problem"]), template, system_prompt, instruction)
-            p_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+            text = render_prompt(tokenizer, str(row["problem"]), prompt)
+            p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+            if prompt.max_prompt_tokens is not None and len(p_ids) > prompt.max_prompt_tokens:
+                raise DatasetError(f"{where}: the prompt has {len(p_ids)} tokens, more than "
+                                   f"prompt.max_prompt_tokens={prompt.max_prompt_tokens}")
             r_ids = tokenizer(str(row[response_field]), add_special_tokens=False)["input_ids"]
             r_ids = r_ids + [tokenizer.eos_token_id]
             ids, mask = p_ids + r_ids, [0] * len(p_ids) + [1] * len(r_ids)

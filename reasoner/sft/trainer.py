@@ -17,14 +17,13 @@ from pathlib import Path
 
 import torch
 
-from reasoner.config import save_config
-from reasoner.models import load_model, load_tokenizer
+from reasoner.metrics.progress import progress_bar
+from reasoner.models import load_model, tokenizer_for
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, load_sft_rows, pack_examples, tokenize_examples
-from reasoner.training.allocator import keep_freed_memory
-from reasoner.training.backend import Backend, SingleProcess, make_backend
+from reasoner.training.backend import Backend, SingleProcess
 from reasoner.training.optim import build_optimizer, build_scheduler
-from reasoner.training.rng import set_seed
+from reasoner.training.prologue import start_run
 from reasoner.training.sharding import shard_examples
 
 
@@ -38,17 +37,11 @@ class SFTResult:
 
 def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
     """Fine-tunes `cfg.model` on `rows` (or on `cfg.data`); returns where the model was saved."""
-    backend = make_backend(cfg.distributed)  # first: it picks this rank's device
+    # The same seed on every rank: all draw the same batches, each trains on its share.
+    backend = start_run(cfg, out_dir=cfg.out_dir, distributed=cfg.distributed, seed=cfg.seed, threads=cfg.threads,
+                        keep_freed=cfg.keep_freed_memory)
     out = Path(cfg.out_dir)
-    if backend.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.keep_freed_memory:
-        keep_freed_memory()
-    set_seed(cfg.seed)  # the same on every rank: all draw the same batches, each trains on its share
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = tokenizer_for(cfg.model)
     examples = prepare_examples(tokenizer, rows, cfg)  # data errors surface before the model loads
     model = wrap_lora(load_model(cfg.model), cfg)
     total = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(examples) / cfg.batch_size))))
@@ -57,7 +50,7 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
                     max_grad_norm=cfg.optim.max_grad_norm)
     gen = torch.Generator().manual_seed(cfg.seed)
     log = (out / "metrics.jsonl").open("w") if backend.is_main else None
-    progress = _progress(cfg, total) if backend.is_main else None
+    progress = progress_bar(cfg.progress and backend.is_main, total=total, desc="sft")
     loss_value, order = float("nan"), []
     backend.train_model.train()
     for step in range(1, total + 1):
@@ -90,8 +83,7 @@ def prepare_examples(tokenizer, rows: list[dict] | None, cfg: SFTConfig) -> list
     if rows is None:
         rows = load_sft_rows(cfg.data, response_field=cfg.response_field, messages_field=cfg.messages_field,
                              row_format=cfg.row_format)
-    examples = tokenize_examples(tokenizer, rows, template=cfg.data.template, system_prompt=cfg.data.system_prompt,
-                                 instruction=cfg.data.instruction, response_field=cfg.response_field,
+    examples = tokenize_examples(tokenizer, rows, prompt=cfg.prompt, response_field=cfg.response_field,
                                  messages_field=cfg.messages_field, max_length=cfg.max_length,
                                  row_format=cfg.row_format)
     n_truncated = sum(e.truncated for e in examples)
@@ -191,8 +183,3 @@ def collate_sft(batch: list[SFTExample], pad_id: int) -> dict[str, torch.Tensor]
     return {"input_ids": input_ids, key: extra, "labels": labels}
 
 
-def _progress(cfg: SFTConfig, total: int):
-    if not cfg.progress:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=total, desc="sft", dynamic_ncols=True)

@@ -3,11 +3,10 @@
 PyTorch's CPU allocator is plain `malloc`. glibc serves large blocks with `mmap` (above a threshold that adapts
 up to 32 MiB) and gives memory freed at the top of the heap back to the kernel. A training step allocates and
 frees the same multi-megabyte activations every step, so with the defaults every allocation page-faults, and the
-kernel zeroes, each page again. `python scripts/bench_grpo_vs_trl.py --only reasoner` gives 1.01 s per step with
-these settings and 1.08-1.12 s with `--no-keep-freed-memory` (the profiler shows the difference in the large
-elementwise products of the update). This is what the usual advice for PyTorch on CPU (preloading jemalloc or
-tcmalloc) achieves, without a preload. The price: the process keeps its peak heap instead of shrinking after a
-large step. Other C libraries (musl, macOS) are left alone.
+kernel zeroes, each page again (measured in docs/ARCHITECTURE.md, "Runtime settings":
+`python scripts/bench_grpo_vs_trl.py --only reasoner` with and without `--no-keep-freed-memory`). This is what
+the usual advice for PyTorch on CPU (preloading jemalloc or tcmalloc) achieves, without a preload. The price:
+the process keeps its peak heap instead of shrinking after a large step. Other C libraries (musl, macOS) are left alone.
 """
 from __future__ import annotations
 

@@ -2,7 +2,8 @@
 
 The GRPO loop (`grpo.py`), the policy update (`update.py`) and the SFT loop are written once against `Backend`;
 process groups, gradient synchronisation, ZeRO parameter gathering and sharded checkpoints live here and in
-`deepspeed_backend.py`, so the loops carry no `if deepspeed:` branches.
+`deepspeed_backend.py` (built by name in `backend_factory.py`, so neither backend module imports the other's
+factory), and the loops carry no `if deepspeed:` branches.
 
 Launch: `torchrun --nproc_per_node N -m reasoner train ...` (or the `deepspeed` launcher). `distributed.backend:
 auto` picks DDP when the launcher started more than one process, else a plain single process; `deepspeed` picks
@@ -13,7 +14,7 @@ Simplifications, on purpose:
   length of a generate call, as TRL does); tensor/pipeline parallel training is out of scope.
 - Collectives run with a timeout (`distributed.timeout_s`), so a rank that dies or hangs turns into an error on
   the others instead of a silent stall. `close()` ends every multi-process run with a barrier and
-  `destroy_process_group`: without them, two-process gloo runs crashed at exit about one time in six here.
+  `destroy_process_group`: without them, two-process gloo runs sometimes crash at exit (docs/scaling.md).
 """
 from __future__ import annotations
 
@@ -28,6 +29,8 @@ from typing import Any
 
 import torch
 
+from reasoner.training.state_files import load_state_file
+
 BACKENDS = ("auto", "single", "ddp", "deepspeed")
 
 
@@ -36,6 +39,14 @@ class DistributedConfig:
     backend: str = "auto"                 # auto | single | ddp | deepspeed; auto -> ddp when WORLD_SIZE > 1
     deepspeed_config: str = "zero2"       # shipped config (zero2, zero3, zero3_offload) or a path to a JSON file
     timeout_s: float = 1800.0             # a collective waiting longer than this fails instead of hanging
+
+    def __post_init__(self):
+        from reasoner.config import ConfigError
+        if self.backend not in BACKENDS:
+            raise ConfigError(f"distributed.backend: unknown backend {self.backend!r}; valid backends: "
+                              f"{', '.join(BACKENDS)}")
+        if self.timeout_s <= 0:
+            raise ConfigError(f"distributed.timeout_s must be > 0, got {self.timeout_s}")
 
 
 def launched_world_size() -> int:
@@ -128,8 +139,8 @@ class Backend(ABC):
             torch.save(self.scheduler.state_dict(), ckpt / "scheduler.pt")
 
     def load_training_state(self, ckpt: Path) -> None:
-        self.optimizer.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=False))
-        self.scheduler.load_state_dict(torch.load(ckpt / "scheduler.pt", weights_only=False))
+        self.optimizer.load_state_dict(load_state_file(ckpt / "optimizer.pt"))
+        self.scheduler.load_state_dict(load_state_file(ckpt / "scheduler.pt"))
 
 
 class SingleProcess(Backend):
@@ -210,23 +221,3 @@ class DDP(_ProcessGroup):
     def micro_batch(self, last: bool):
         # Gradients are all-reduced only on the optimizer step's last backward; `no_sync` must cover the forward.
         return nullcontext() if last else self.train_model.no_sync()
-
-
-def make_backend(cfg: DistributedConfig) -> Backend:
-    """The backend named by `cfg.backend` (call before loading the model: it picks this rank's device)."""
-    if cfg.backend not in BACKENDS:
-        raise ValueError(f"unknown distributed.backend '{cfg.backend}'; valid backends: {', '.join(BACKENDS)}")
-    if cfg.timeout_s <= 0:
-        raise ValueError(f"distributed.timeout_s must be > 0, got {cfg.timeout_s}")
-    name = cfg.backend
-    if name == "auto":
-        name = "ddp" if launched_world_size() > 1 else "single"
-    if name == "single":
-        if launched_world_size() > 1:
-            raise ValueError(f"distributed.backend=single, but the launcher started {launched_world_size()} "
-                             "processes: use ddp or deepspeed (or launch one process)")
-        return SingleProcess()
-    if name == "ddp":
-        return DDP(cfg)
-    from reasoner.training.deepspeed_backend import DeepSpeedBackend  # optional dependency
-    return DeepSpeedBackend(cfg)

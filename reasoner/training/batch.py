@@ -8,7 +8,7 @@ the same positions as generation did.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import torch
@@ -62,7 +62,6 @@ class TrainBatch:
     ref_logprobs: torch.Tensor | None = None   # [N, T] reference policy (when kl_beta > 0)
     row_padding: torch.Tensor | None = None    # [N] bool: rows added only to even out ranks (no loss, not counted)
     group_size: int = 1                  # rows come in whole groups of this size sharing a prompt (1: unknown)
-    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def size(self) -> int:

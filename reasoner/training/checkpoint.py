@@ -24,6 +24,7 @@ import torch
 
 from reasoner.training.backend import Backend
 from reasoner.training.rng import rng_state, set_rng_state
+from reasoner.training.state_files import load_state_file
 
 STATE_FILE = "state.json"
 
@@ -89,7 +90,7 @@ def restore_checkpoint(ckpt: Path, backend: Backend) -> tuple[TrainerState, dict
         raise ValueError(f"{ckpt} was written by {state.world_size} process(es) ({state.backend}); resume it with "
                          f"the same number (this run has {backend.world_size})")
     backend.load_training_state(ckpt)
-    rng = torch.load(ckpt / f"rng-{backend.rank}.pt", weights_only=False)
+    rng = load_state_file(ckpt / f"rng-{backend.rank}.pt")
     set_rng_state(rng)
     return state, rng
 

@@ -9,12 +9,24 @@ GRPO, DAPO and Dr. GRPO differ here by values, not by code paths, e.g.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from reasoner.config import ConfigError
 from reasoner.data.datasets import DataConfig
+from reasoner.data.templates import PromptConfig
 from reasoner.models.loading import ModelConfig
-from reasoner.rollout.base import RolloutConfig
+from reasoner.rollout.config import EngineConfig, SamplingConfig
 from reasoner.training.backend import DistributedConfig
+
+# Keys renamed when every stage got one vocabulary (engine / sampling / prompt sections); old name -> new.
+PROMPT_RENAMES = {f"data.{k}": f"prompt.{k}" for k in ("template", "system_prompt", "instruction",
+                                                        "max_prompt_tokens")}
+ROLLOUT_RENAMES = {
+    "rollout.engine": "engine.name", "rollout.group_size": "sampling.n",
+    **{f"rollout.{k}": f"sampling.{k}" for k in ("temperature", "top_p", "top_k", "max_new_tokens", "stop_strings")},
+    **{f"rollout.{k}": f"engine.{k}" for k in ("max_batch_size", "fast_decode", "compact_below", "vllm")},
+    "rollout": "engine (who samples) and sampling (what is sampled)",
+}
 
 
 @dataclass
@@ -23,7 +35,7 @@ class AlgorithmConfig:
     advantage_eps: float = 1e-6
     policy_loss: str = "ppo_clip"              # reasoner.algorithms policy-loss registry
     loss_agg: str = "token-mean"               # token-mean | seq-mean-token-mean | seq-mean-token-sum-norm
-    norm_length: int | None = None             # seq-mean-token-sum-norm divisor; null -> rollout.max_new_tokens
+    norm_length: int | None = None             # seq-mean-token-sum-norm divisor; null -> sampling.max_new_tokens
     clip_low: float = 0.2
     clip_high: float | None = None             # null -> clip_low; DAPO clip-higher uses 0.28
     dual_clip: float | None = None             # e.g. 3.0
@@ -85,12 +97,20 @@ class SyncCheckConfig:
             raise ConfigError("sync_check: every, num_prompts and max_new_tokens must be >= 1")
 
 
+def train_sampling() -> SamplingConfig:
+    return SamplingConfig(protocol="none", n=8, temperature=1.0, top_p=1.0, max_new_tokens=256)
+
+
 @dataclass
 class TrainConfig:
+    RENAMED: ClassVar[dict[str, str]] = {**ROLLOUT_RENAMES, **PROMPT_RENAMES}
+
     model: ModelConfig = field(default_factory=ModelConfig)
     ref_model: str | None = None               # reference model path; null -> the initial policy (model.path)
     data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    prompt: PromptConfig = field(default_factory=lambda: PromptConfig(max_prompt_tokens=1024))
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    sampling: SamplingConfig = field(default_factory=train_sampling)  # sampling.n: the group size G
     reward: RewardConfig = field(default_factory=RewardConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -106,3 +126,9 @@ class TrainConfig:
     resume: bool = True                        # continue from the newest checkpoint in out_dir if there is one
     threads: int = 0                           # torch CPU threads; 0 -> leave torch's default
     keep_freed_memory: bool = True             # glibc: reuse freed heap pages (reasoner/training/allocator.py)
+
+    def __post_init__(self):
+        for name, low in (("steps", 1), ("prompts_per_step", 1), ("save_every", 0), ("keep_checkpoints", 0),
+                          ("threads", 0)):
+            if getattr(self, name) < low:
+                raise ConfigError(f"'{name}' must be >= {low}, got {getattr(self, name)}")

@@ -18,22 +18,21 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from reasoner.algorithms import apply_kl_to_rewards, compute_advantages, kl_penalty
-from reasoner.algorithms.shaping import overlong_penalty
-from reasoner.config import save_config
+from reasoner.algorithms import kl_penalty, sequence_kl, step_advantages
 from reasoner.data import build_prompts, load_examples
 from reasoner.data.templates import Prompt
 from reasoner.metrics.logger import MetricsLogger, read_metrics
 from reasoner.metrics.plots import plot_run
+from reasoner.metrics.progress import progress_bar
 from reasoner.metrics.report import write_report
 from reasoner.metrics.rollout_stats import rollout_metrics
-from reasoner.models import load_model, load_tokenizer
+from reasoner.models import load_model, tokenizer_for
 from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
-from reasoner.training.allocator import keep_freed_memory
-from reasoner.training.backend import Backend, make_backend
+from reasoner.training.backend import Backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
 from reasoner.training.checkpoint import (
     TrainerState,
@@ -45,9 +44,9 @@ from reasoner.training.checkpoint import (
 from reasoner.training.config import TrainConfig
 from reasoner.training.logprobs import score_logprobs
 from reasoner.training.optim import build_optimizer, build_scheduler
-from reasoner.training.rng import set_seed
+from reasoner.training.prologue import start_run
 from reasoner.training.sampler import PromptSampler
-from reasoner.training.sharding import RolloutSummary, gather_tensor_rows, shard_for_update, shard_prompts
+from reasoner.training.sharding import RankRows, RolloutSummary, shard_prompts
 from reasoner.training.sync_check import (
     SyncCheckError,
     SyncProbe,
@@ -56,28 +55,35 @@ from reasoner.training.sync_check import (
     is_enabled,
 )
 from reasoner.training.update import needs_old_logprobs, update_policy
+from verifiers import RewardSpec
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 
 @dataclass
 class Trainer:
-    """Everything a step needs, built once by `setup`."""
+    """Everything a step needs, built once by `setup`. The policy, its optimizer and scheduler live in `backend`
+    (`backend.module`, `backend.train_model`, `backend.optimizer`, `backend.scheduler`)."""
 
     cfg: TrainConfig
-    tokenizer: object
-    policy: torch.nn.Module
-    ref: torch.nn.Module | None
+    tokenizer: PreTrainedTokenizerBase
+    backend: Backend
+    ref: torch.nn.Module | None                 # frozen reference policy (kl_beta > 0)
     engine: RolloutEngine
-    reward_spec: object
+    reward_spec: RewardSpec
     prompts: list[Prompt]
     sampler: PromptSampler
-    optimizer: torch.optim.Optimizer
-    scheduler: object
-    update_rng: torch.Generator
+    update_rng: torch.Generator                 # minibatch shuffling
     sampling: SamplingParams
     logger: MetricsLogger
-    backend: Backend
-    probe: SyncProbe | None = None
+    probe: SyncProbe | None = None              # verified weight sync (engines that own their weights)
     state: TrainerState = field(default_factory=TrainerState)
+
+    @property
+    def temperature(self) -> float:
+        """The temperature log-probs are scored at: the sampling temperature (1 for greedy sampling)."""
+        return self.sampling.temperature if self.sampling.temperature > 0 else 1.0
 
 
 @dataclass
@@ -92,7 +98,8 @@ def train(cfg: TrainConfig) -> TrainResult:
     """Runs (or resumes) GRPO as configured; returns where the final model and metrics are."""
     trainer = setup(cfg)
     out = Path(cfg.out_dir)
-    progress = _progress(cfg, trainer.state.step) if trainer.backend.is_main else None
+    progress = progress_bar(cfg.log.progress and trainer.backend.is_main, total=cfg.steps,
+                            initial=trainer.state.step, desc="grpo")
     try:
         for step in range(trainer.state.step + 1, cfg.steps + 1):
             try:
@@ -115,7 +122,7 @@ def train(cfg: TrainConfig) -> TrainResult:
             progress.close()
         trainer.logger.close()
         trainer.engine.close()
-        _close(trainer.reward_spec)
+        trainer.reward_spec.close()
     final = out / "model"
     trainer.backend.save_model(final, trainer.tokenizer)
     records = read_metrics(out / "metrics.jsonl")
@@ -126,22 +133,15 @@ def train(cfg: TrainConfig) -> TrainResult:
 
 
 def setup(cfg: TrainConfig) -> Trainer:
-    backend = make_backend(cfg.distributed)  # first: it picks this rank's device
+    backend = start_run(cfg, out_dir=cfg.out_dir, distributed=cfg.distributed, seed=cfg.seed, threads=cfg.threads,
+                        keep_freed=cfg.keep_freed_memory, seed_per_rank=True)  # ranks sample differently
     if cfg.prompts_per_step % backend.world_size:
         raise ValueError(f"prompts_per_step={cfg.prompts_per_step} must be divisible by the number of processes "
                          f"({backend.world_size}): each rank samples whole groups")
     out = Path(cfg.out_dir)
-    if backend.is_main:
-        out.mkdir(parents=True, exist_ok=True)
-        save_config(cfg, out / "config.yaml")
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    if cfg.keep_freed_memory:
-        keep_freed_memory()
-    set_seed(cfg.seed + backend.rank)  # ranks sample different completions
     ckpt = latest_checkpoint(out) if cfg.resume else None
 
-    tokenizer = load_tokenizer(cfg.model.tokenizer or cfg.model.path, trust_remote_code=cfg.model.trust_remote_code)
+    tokenizer = tokenizer_for(cfg.model)
     policy = load_model(cfg.model, path=str(ckpt / "model") if ckpt else None)
     ref = None
     if cfg.algorithm.kl_beta > 0:  # with β = 0 no reference model is loaded at all
@@ -151,19 +151,16 @@ def setup(cfg: TrainConfig) -> Trainer:
                                 cfg.steps * cfg.algorithm.ppo_epochs * cfg.algorithm.minibatches)
     backend.prepare(policy, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm)
     with backend.full_weights() as module:
-        engine = make_engine(cfg.rollout, module, tokenizer)
-    reward_spec = _reward_spec(cfg)
-    examples = load_examples(cfg.data)
-    prompts = build_prompts(tokenizer, examples, template=cfg.data.template, system_prompt=cfg.data.system_prompt,
-                            instruction=cfg.data.instruction, max_prompt_tokens=cfg.data.max_prompt_tokens)
-    stop_ids = [tokenizer.convert_tokens_to_ids(s) for s in cfg.rollout.stop_strings]
-    sampling = cfg.rollout.sampling(stop_token_ids=stop_ids)
+        engine = make_engine(cfg.engine, module, tokenizer)
+    prompts = build_prompts(tokenizer, load_examples(cfg.data), cfg.prompt)
+    sampling = cfg.sampling.params_for(tokenizer)
     trainer = Trainer(
-        cfg=cfg, tokenizer=tokenizer, policy=backend.module, ref=ref, engine=engine, reward_spec=reward_spec,
-        prompts=prompts, sampler=PromptSampler(len(prompts), cfg.seed), optimizer=backend.optimizer,
-        scheduler=backend.scheduler, update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank),
-        sampling=sampling, logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard, enabled=backend.is_main),
-        backend=backend, probe=_make_probe(cfg, engine, prompts, sampling, tokenizer),
+        cfg=cfg, tokenizer=tokenizer, backend=backend, ref=ref, engine=engine,
+        reward_spec=RewardSpec.from_config(cfg.reward.verifiers), prompts=prompts,
+        sampler=PromptSampler(len(prompts), cfg.seed),
+        update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank), sampling=sampling,
+        logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard, enabled=backend.is_main),
+        probe=_make_probe(cfg, engine, prompts, sampling, tokenizer),
     )
     if ckpt is not None:
         trainer.state, rng = restore_checkpoint(ckpt, backend)
@@ -181,94 +178,82 @@ def setup(cfg: TrainConfig) -> Trainer:
     return trainer
 
 
-def run_step(t: Trainer, step: int) -> dict[str, float]:
-    cfg, algo = t.cfg, t.cfg.algorithm
+def run_step(trainer: Trainer, step: int) -> dict[str, float]:
+    cfg, algo, backend = trainer.cfg, trainer.cfg.algorithm, trainer.backend
     timer = _Timer()
-    prompts = [t.prompts[i] for i in shard_prompts(t.sampler.next_batch(cfg.prompts_per_step), t.backend)]
+    prompts = [trainer.prompts[i] for i in shard_prompts(trainer.sampler.next_batch(cfg.prompts_per_step), backend)]
 
     with timer("generate"):
-        with _weights_for_generation(t):
-            groups = t.engine.generate([p.token_ids for p in prompts], t.sampling)
-        _release_engine_memory(t.engine)  # vLLM sleep mode: the GPU memory is training's until the next sync
+        with _weights_for_generation(trainer):
+            groups = trainer.engine.generate([p.token_ids for p in prompts], trainer.sampling)
+        trainer.engine.release_memory()  # vLLM sleep mode: the GPU memory is training's until the next sync
     rollouts = Rollouts.from_groups([p.token_ids for p in prompts], groups, [p.example for p in prompts],
-                                    t.tokenizer)
+                                    trainer.tokenizer)
 
     with timer("score"):
-        scored = t.reward_spec.score_batch(rollouts.texts, rollouts.examples)
+        scored = trainer.reward_spec.score_batch(rollouts.texts, rollouts.examples)
     rewards = torch.tensor(scored.totals, dtype=torch.float32)
-    if algo.overlong_buffer > 0:
-        rewards = rewards + overlong_penalty(torch.tensor(rollouts.lengths), max_length=cfg.rollout.max_new_tokens,
-                                             buffer=algo.overlong_buffer, penalty=algo.overlong_penalty)
-    summary = RolloutSummary.gather(RolloutSummary.local(rollouts, rewards, scored), t.backend)  # whole step
+    summary = RolloutSummary.gather(RolloutSummary.local(rollouts, rewards, scored), backend)  # whole step
     metrics = rollout_metrics(
         rewards=summary.rewards, correct=summary.correct, lengths=summary.lengths, truncated=summary.truncated,
         group_size=rollouts.group_size, verifier_values=summary.values, status_counts=summary.status_counts())
 
     with timer("update"):
-        batch = _prepare_batch(t, rollouts, summary, metrics)
+        batch = _prepare_batch(trainer, rollouts, summary, metrics)
         if batch is not None and batch.size:
             metrics.update(update_policy(
-                t.policy, t.optimizer, t.scheduler, batch, algo, cfg.optim, temperature=_temperature(t),
-                norm_length=algo.norm_length or cfg.rollout.max_new_tokens, generator=t.update_rng,
-                backend=t.backend))
+                backend, batch, algo, cfg.optim, temperature=trainer.temperature,
+                norm_length=algo.norm_length or cfg.sampling.max_new_tokens, generator=trainer.update_rng))
     with timer("sync"):
-        metrics.update(_sync_and_verify(t, step))
+        metrics.update(_sync_and_verify(trainer, step))
 
     metrics.update(timer.metrics())
     metrics["tokens_per_s"] = sum(summary.lengths) / max(metrics["time/step"], 1e-9)
-    metrics["lr"] = t.scheduler.get_last_lr()[0]
+    metrics["lr"] = backend.scheduler.get_last_lr()[0]
     if cfg.log.sample_every and (step == 1 or step % cfg.log.sample_every == 0):
-        t.logger.log_samples(step, _samples(rollouts, rewards, scored, cfg.log.num_samples))
+        trainer.logger.log_samples(step, _samples(rollouts, rewards, scored, cfg.log.num_samples))
     return metrics
 
 
-def _prepare_batch(t: Trainer, rollouts: Rollouts, summary: RolloutSummary,
+def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary,
                    metrics: dict[str, float]) -> TrainBatch | None:
-    """Collate this rank's rows, add old / reference log-probs where needed, compute advantages over the whole
-    step, drop zero-variance groups, and even out the ranks' shares."""
-    cfg, algo, backend = t.cfg, t.cfg.algorithm, t.backend
-    device = backend.device
-    offset = backend.rank * rollouts.size  # this rank's first global row
-    batch = collate(rollouts, torch.zeros(rollouts.size), t.tokenizer.pad_token_id,
-                    mask_truncated=algo.mask_truncated, device=device)
+    """Collate this rank's rows, add the old / reference log-probs the algorithm needs, compute the step's
+    advantages over the whole step (`step_advantages`), and take this rank's share of the rows kept."""
+    cfg, algo, backend = trainer.cfg, trainer.cfg.algorithm, trainer.backend
+    rows = RankRows.of(rollouts.size, backend)
+    batch = collate(rollouts, torch.zeros(rollouts.size), trainer.tokenizer.pad_token_id,
+                    mask_truncated=algo.mask_truncated, device=backend.device)
     chunk = cfg.optim.micro_batch_size
-    if t.ref is not None:
-        batch.ref_logprobs = score_logprobs(t.ref, batch, _temperature(t), chunk)
+    if trainer.ref is not None:
+        batch.ref_logprobs = score_logprobs(trainer.ref, batch, trainer.temperature, chunk)
     if needs_old_logprobs(algo):
-        batch.old_logprobs = score_logprobs(backend.train_model, batch, _temperature(t), chunk)
+        batch.old_logprobs = score_logprobs(backend.train_model, batch, trainer.temperature, chunk)
         metrics.update(engine_gap_metrics(batch, backend))
-    rewards = torch.tensor(summary.rewards, dtype=torch.float32, device=device)
+    seq_kl = None
     if algo.kl_beta > 0 and algo.kl_in_reward:
         kl = kl_penalty(algo.kl_estimator, batch.old_logprobs, batch.ref_logprobs)
-        local = apply_kl_to_rewards(rewards[offset:offset + rollouts.size], kl, batch.response_mask, algo.kl_beta)
-        rewards = gather_tensor_rows(local, backend)
+        seq_kl = rows.gather(sequence_kl(kl, batch.response_mask))
         kl_sum, tokens = backend.all_reduce_sum([float((kl * batch.response_mask).sum()),
                                                  float(batch.response_mask.sum())])
         metrics["kl"] = kl_sum / max(tokens, 1.0)
-    advantages = compute_advantages(algo.advantage, rewards, rollouts.group_size, **_advantage_options(algo))
-    batch.advantages = advantages[offset:offset + rollouts.size]
-    keep = torch.arange(len(rewards))
-    if algo.filter_zero_variance:
-        g = rollouts.group_size
-        grouped = rewards.view(-1, g)
-        keep_groups = (grouped.max(dim=1).values > grouped.min(dim=1).values).nonzero().flatten().cpu()
-        keep = (keep_groups[:, None] * g + torch.arange(g)).flatten()
-        metrics["groups_kept"] = float(len(keep_groups))
-    return shard_for_update(batch, keep, offset, backend)
+    step = step_advantages(
+        torch.tensor(summary.rewards, dtype=torch.float32), rollouts.group_size, estimator=algo.advantage,
+        options=vars(algo), lengths=torch.tensor(summary.lengths), max_length=cfg.sampling.max_new_tokens,
+        overlong_buffer=algo.overlong_buffer, overlong_penalty_value=algo.overlong_penalty,
+        sequence_kl=seq_kl, kl_beta=algo.kl_beta if algo.kl_in_reward else 0.0,
+        filter_zero_variance=algo.filter_zero_variance)
+    if algo.overlong_buffer > 0 or seq_kl is not None:
+        metrics["reward/shaped_mean"] = float(step.rewards.mean())
+    if step.groups_kept is not None:
+        metrics["groups_kept"] = float(step.groups_kept)
+    batch.advantages = rows.local(step.advantages.to(backend.device))
+    return rows.for_update(batch, step.keep)
 
 
-def _advantage_options(algo) -> dict:
-    return {"eps": algo.advantage_eps} if algo.advantage in ("grpo", "reinforce_pp_baseline") else {}
-
-
-def _temperature(t: Trainer) -> float:
-    return t.sampling.temperature if t.sampling.temperature > 0 else 1.0
-
-
-def _save(t: Trainer) -> Path:
-    t.state.sampler = t.sampler.state_dict()
-    return save_checkpoint(t.cfg.out_dir, t.state, t.backend, t.tokenizer,
-                           rng_extra={"update": t.update_rng.get_state()}, keep=t.cfg.keep_checkpoints)
+def _save(trainer: Trainer) -> Path:
+    trainer.state.sampler = trainer.sampler.state_dict()
+    return save_checkpoint(trainer.cfg.out_dir, trainer.state, trainer.backend, trainer.tokenizer,
+                           rng_extra={"update": trainer.update_rng.get_state()}, keep=trainer.cfg.keep_checkpoints)
 
 
 def _make_probe(cfg: TrainConfig, engine: RolloutEngine, prompts: list[Prompt], sampling: SamplingParams,
@@ -276,27 +261,27 @@ def _make_probe(cfg: TrainConfig, engine: RolloutEngine, prompts: list[Prompt], 
     if not is_enabled(cfg.sync_check, engine):
         return None
     # The looser precision of the two sides sets the default thresholds.
-    low = {cfg.model.dtype, str(getattr(engine, "dtype", ""))} & {"bfloat16", "float16", "half"}
+    low = {cfg.model.dtype, engine.dtype or ""} & {"bfloat16", "float16", "half"}
     return SyncProbe.from_prompts(cfg.sync_check, [p.token_ids for p in prompts], temperature=sampling.temperature,
                                   pad_id=tokenizer.pad_token_id, dtype=torch.bfloat16 if low else torch.float32,
-                                  max_len=cfg.rollout.vllm.get("max_model_len"))
+                                  max_len=cfg.engine.vllm.max_model_len)
 
 
-def _sync_and_verify(t: Trainer, step: int, *, push: bool = True) -> dict[str, float]:
+def _sync_and_verify(trainer: Trainer, step: int, *, push: bool = True) -> dict[str, float]:
     """Push the new weights to the engine; when the probe is due, check that the engine now computes what the
     trainer computes, on every rank, and raise `SyncCheckError` (all ranks together) when it does not."""
-    due = t.probe is not None and step % t.cfg.sync_check.every == 0
-    with t.backend.full_weights() as module:
+    due = trainer.probe is not None and step % trainer.cfg.sync_check.every == 0
+    with trainer.backend.full_weights() as module:
         if push:
-            t.engine.sync_weights(module)
-        t.backend.barrier()  # a shared engine (server mode) has the new weights before any rank samples again
-        result = t.probe.measure(t.engine, module) if due else None
+            trainer.engine.sync_weights(module)
+        trainer.backend.barrier()  # a shared engine (server mode) has the new weights before any rank samples again
+        result = trainer.probe.measure(trainer.engine, module) if due else None
     if result is None:
         return {}
-    metrics = combine_probe_results(result, t.backend).metrics()  # every rank's engine (or server) counts
-    failures = t.probe.failures(result)
-    if t.backend.all_reduce_sum([1.0 if failures else 0.0])[0] > 0:
-        where = f"rank {t.backend.rank}: " + "; ".join(failures) if failures else "on another rank"
+    metrics = combine_probe_results(result, trainer.backend).metrics()  # every rank's engine (or server) counts
+    failures = trainer.probe.failures(result)
+    if trainer.backend.all_reduce_sum([1.0 if failures else 0.0])[0] > 0:
+        where = f"rank {trainer.backend.rank}: " + "; ".join(failures) if failures else "on another rank"
         raise SyncCheckError(f"weight sync check failed after step {step} ({where}): the rollout engine does not "
                              "sample from the trainer's weights (stale or partial weights, a prefix cache served "
                              "from old weights, or a precision mismatch); see the sync/* metrics", metrics)
@@ -304,19 +289,13 @@ def _sync_and_verify(t: Trainer, step: int, *, push: bool = True) -> dict[str, f
 
 
 @contextmanager
-def _weights_for_generation(t: Trainer):
+def _weights_for_generation(trainer: Trainer):
     """Full parameters for an engine that samples from the trainer's own module (ZeRO-3 partitions them)."""
-    if getattr(t.engine, "holds_own_weights", False):
+    if trainer.engine.owns_weights:
         yield
     else:
-        with t.backend.full_weights():
+        with trainer.backend.full_weights():
             yield
-
-
-def _release_engine_memory(engine: RolloutEngine) -> None:
-    release = getattr(engine, "release_memory", None)
-    if release is not None:
-        release()
 
 
 def _samples(rollouts: Rollouts, rewards: torch.Tensor, scored, n: int) -> list[dict]:
@@ -334,26 +313,8 @@ def finish_report(cfg: TrainConfig, records: list[dict]) -> None:
     plots = plot_run(records, out / "plots") if cfg.log.plots and records else []
     write_report(out / "report.md", title=f"GRPO run: {out.name}", records=records, plots=plots,
                  summary={"model": cfg.model.path, "data": cfg.data.source, "steps": len(records),
-                          "group size": cfg.rollout.group_size, "prompts/step": cfg.prompts_per_step,
+                          "group size": cfg.sampling.group_size, "prompts/step": cfg.prompts_per_step,
                           "advantage": cfg.algorithm.advantage, "loss_agg": cfg.algorithm.loss_agg})
-
-
-def _reward_spec(cfg: TrainConfig):
-    from verifiers import RewardSpec
-    return RewardSpec.from_config(cfg.reward.verifiers)
-
-
-def _close(spec) -> None:
-    close = getattr(spec, "close", None)
-    if close is not None:
-        close()
-
-
-def _progress(cfg: TrainConfig, start: int):
-    if not cfg.log.progress:
-        return None
-    from tqdm.auto import tqdm
-    return tqdm(total=cfg.steps, initial=start, desc="grpo", dynamic_ncols=True)
 
 
 class _Timer:

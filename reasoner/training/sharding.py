@@ -66,35 +66,54 @@ class RolloutSummary:
         return {name: dict(Counter(statuses)) for name, statuses in self.statuses.items()}
 
 
-def gather_tensor_rows(local: torch.Tensor, backend: Backend) -> torch.Tensor:
-    """`[n, ...]` from every rank concatenated in rank order (equal `n` on every rank)."""
-    if backend.world_size == 1:
-        return local
-    parts = backend.all_gather_object(local.detach().cpu())
-    return torch.cat(parts).to(local.device)
+@dataclass(frozen=True)
+class RankRows:
+    """This rank's rows of the step's global batch: global rows `[start, start + size)`, `size` equal on every
+    rank (`shard_prompts` gives every rank the same number of prompts). The step's read path gathers and slices
+    through this object, so rank-offset arithmetic lives here only."""
 
+    start: int
+    size: int
+    backend: Backend
 
-def shard_for_update(batch: TrainBatch, keep: torch.Tensor, offset: int, backend: Backend) -> TrainBatch | None:
-    """This rank's rows of `keep` (global row indices that survive filtering), padded to the largest shard.
+    @classmethod
+    def of(cls, size: int, backend: Backend) -> RankRows:
+        return cls(start=backend.rank * size, size=size, backend=backend)
 
-    `batch` holds this rank's rows, global rows `[offset, offset + batch.size)`. None when no row is kept anywhere.
-    """
-    if len(keep) == 0:
-        return None
-    local = [int(r) - offset for r in keep if offset <= int(r) < offset + batch.size]
-    if backend.world_size == 1:
-        return batch.select(local)
-    size = batch.size  # equal on every rank (shard_prompts)
-    largest = max(sum(1 for r in keep if rank * size <= int(r) < (rank + 1) * size)
-                  for rank in range(backend.world_size))
-    if local:
-        return pad_rows(batch.select(local), largest)
-    # Nothing of this rank's survives: run padding passes only, built from its first group with no loss.
-    empty = pad_rows(batch.select(list(range(batch.group_size))), batch.group_size)
-    empty.response_mask.zero_()
-    empty.advantages.zero_()
-    empty.row_padding.fill_(True)
-    return pad_rows(empty, largest)
+    @property
+    def total(self) -> int:
+        return self.size * self.backend.world_size
+
+    def local(self, rows: torch.Tensor) -> torch.Tensor:
+        """This rank's slice of a `[total, ...]` tensor."""
+        return rows[self.start:self.start + self.size]
+
+    def gather(self, local: torch.Tensor) -> torch.Tensor:
+        """`[size, ...]` from every rank concatenated in rank order: `[total, ...]`."""
+        if self.backend.world_size == 1:
+            return local
+        parts = self.backend.all_gather_object(local.detach().cpu())
+        return torch.cat(parts).to(local.device)
+
+    def for_update(self, batch: TrainBatch, keep: torch.Tensor) -> TrainBatch | None:
+        """This rank's rows of `keep` (global row indices that survive filtering), padded to the largest shard.
+
+        `batch` holds this rank's rows. None when no row is kept on any rank."""
+        if len(keep) == 0:
+            return None
+        local = [int(r) - self.start for r in keep if self.start <= int(r) < self.start + self.size]
+        if self.backend.world_size == 1:
+            return batch.select(local)
+        largest = max(sum(1 for r in keep if rank * self.size <= int(r) < (rank + 1) * self.size)
+                      for rank in range(self.backend.world_size))
+        if local:
+            return pad_rows(batch.select(local), largest)
+        # Nothing of this rank's survives: run padding passes only, built from its first group with no loss.
+        empty = pad_rows(batch.select(list(range(batch.group_size))), batch.group_size)
+        empty.response_mask.zero_()
+        empty.advantages.zero_()
+        empty.row_padding.fill_(True)
+        return pad_rows(empty, largest)
 
 
 def shard_examples(batch: Sequence[Any], backend: Backend) -> list[Any]:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from reasoner.errors import ReasonerError
 from reasoner.rollout.base import Completion, RolloutEngine, SamplingParams
 from reasoner.training.backend import Backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
@@ -32,7 +33,7 @@ from reasoner.training.config import SyncCheckConfig
 from reasoner.training.logprobs import score_logprobs
 
 
-class SyncCheckError(RuntimeError):
+class SyncCheckError(ReasonerError, RuntimeError):
     """The engine does not compute what the trainer computes after a weight sync."""
 
     def __init__(self, message: str, metrics: dict[str, float] | None = None):
@@ -76,10 +77,9 @@ class Thresholds:
 
     @classmethod
     def resolve(cls, cfg: SyncCheckConfig, dtype: torch.dtype) -> Thresholds:
-        """The configured thresholds, or defaults by precision. Measured here (CPU, fp32, the demo-size tiny
-        model): a healthy vLLM engine differs from the trainer by ~1e-7 per token (scripts/bench_vllm.py); an
-        engine left one step behind by a mean of 2.6e-3 at lr 1e-6 and 2.6e-2 at lr 1e-5
-        (scripts/probe_sensitivity.py). In bf16 both sides round differently, so the defaults leave more room."""
+        """The configured thresholds, or defaults by precision: between the gap of a healthy engine and that of an
+        engine left one step behind (both measured in docs/scaling.md with scripts/bench_vllm.py and
+        scripts/probe_sensitivity.py). In bf16 both sides round differently, so the defaults leave more room."""
         low_precision = dtype in (torch.bfloat16, torch.float16)
         return cls(mean_gap=cfg.max_mean_gap if cfg.max_mean_gap is not None else (0.05 if low_precision else 2e-3),
                    kl=cfg.max_kl if cfg.max_kl is not None else (1e-2 if low_precision else 1e-4),
@@ -89,7 +89,7 @@ class Thresholds:
 def is_enabled(cfg: SyncCheckConfig, engine: RolloutEngine) -> bool:
     if cfg.enabled is not None:
         return cfg.enabled
-    return bool(getattr(engine, "holds_own_weights", False))
+    return engine.owns_weights
 
 
 class SyncProbe:

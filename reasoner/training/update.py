@@ -27,8 +27,8 @@ from dataclasses import fields
 
 import torch
 
-from reasoner.algorithms import aggregate_loss, global_counts, kl_penalty, policy_loss
-from reasoner.training.backend import Backend, SingleProcess
+from reasoner.algorithms import POLICY_LOSSES, aggregate_loss, global_counts, kl_penalty, policy_loss
+from reasoner.training.backend import Backend
 from reasoner.training.batch import TrainBatch, group_order
 from reasoner.training.config import AlgorithmConfig, OptimConfig
 from reasoner.training.logprobs import forward_logprobs
@@ -38,17 +38,13 @@ def needs_old_logprobs(algo: AlgorithmConfig) -> bool:
     return algo.ppo_epochs > 1 or algo.minibatches > 1 or algo.kl_in_reward or algo.tis_cap is not None
 
 
-def update_policy(model, optimizer, scheduler, batch: TrainBatch, algo: AlgorithmConfig, optim: OptimConfig, *,
-                  temperature: float, norm_length: int, generator: torch.Generator,
-                  backend: Backend | None = None) -> dict[str, float]:
-    """Runs the optimisation passes on `batch`; returns token-weighted means of the loss statistics.
-
-    `backend` owns model, optimizer and scheduler in multi-process runs (then the first three arguments are
-    ignored); without one, a single-process backend wraps them.
-    """
+def update_policy(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig, optim: OptimConfig, *,
+                  temperature: float, norm_length: int, generator: torch.Generator) -> dict[str, float]:
+    """Runs the optimisation passes on `batch` with the model, optimizer and scheduler `backend` owns (one
+    process: `SingleProcess.wrapping(model, optimizer, scheduler)`); returns token-weighted means of the loss
+    statistics."""
     if batch.old_logprobs is None and needs_old_logprobs(algo):
         raise ValueError("this algorithm configuration needs batch.old_logprobs (computed before the update)")
-    backend = backend or SingleProcess.wrapping(model, optimizer, scheduler)
     weighted: dict[str, float] = defaultdict(float)   # token-weighted means (clip fractions, KL, entropy)
     additive: dict[str, float] = defaultdict(float)   # summed over micro-batches, averaged over minibatches
     weight_total = 0.0
@@ -152,8 +148,8 @@ def _micro_step(backend: Backend, part: TrainBatch, algo: AlgorithmConfig, tempe
         is_weights = torch.exp(old - part.engine_logprobs).clamp(max=algo.tis_cap).detach()
     agg = dict(num_tokens=num_tokens, num_seqs=num_seqs, norm_length=norm_length)
     loss, pl_stats = policy_loss(
-        logprobs, old, part.advantages, part.response_mask, name=algo.policy_loss, clip_low=algo.clip_low,
-        clip_high=algo.clip_high, dual_clip=algo.dual_clip, loss_agg=algo.loss_agg, is_weights=is_weights, **agg)
+        logprobs, old, part.advantages, part.response_mask, name=algo.policy_loss, loss_agg=algo.loss_agg,
+        is_weights=is_weights, **agg, **POLICY_LOSSES.pick_options(algo.policy_loss, vars(algo)))
     stats = {"pg_loss": float(loss.detach())}
     if algo.kl_beta > 0 and not algo.kl_in_reward:
         kl = kl_penalty(algo.kl_estimator, logprobs, part.ref_logprobs)

@@ -100,7 +100,7 @@ def scripted_teacher(monkeypatch, tokenizer):
         engines.append(TeacherScript(tokenizer))
         return engines[-1]
 
-    monkeypatch.setattr(distill_run, "build_engine", build)
+    monkeypatch.setattr(distill_run, "make_engine", build)
     return engines
 
 

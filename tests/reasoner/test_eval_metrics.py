@@ -7,9 +7,10 @@ import random
 import pytest
 
 from reasoner.config import ConfigError, load_config
-from reasoner.evaluation import EvalConfig, SampleRecord, SamplingConfig, compute_metrics
-from reasoner.evaluation.metrics import group_by_problem, vote_key
+from reasoner.evaluation import EvalConfig, SampleRecord, compute_metrics
+from reasoner.evaluation.aggregate import group_by_problem, vote_key
 from reasoner.evaluation.report import markdown_table
+from reasoner.rollout import SamplingConfig
 
 
 def rec(pid, j, correct, *, tokens=10, pred=None, finish="stop", status=None):
@@ -81,19 +82,19 @@ def test_markdown_table_has_a_row_per_benchmark_with_intervals():
 
 
 def test_protocols_and_explicit_values():
-    r1 = SamplingConfig().resolve()
+    r1 = SamplingConfig(protocol="r1").resolve()
     assert (r1["n"], r1["temperature"], r1["top_p"]) == (64, 0.6, 0.95)
     cfg = load_config(EvalConfig, None, ["sampling.n=4", "sampling.temperature=0.8"])
     assert cfg.sampling.params().n == 4 and cfg.sampling.params().temperature == 0.8
     assert cfg.sampling.params().top_p == 0.95                       # still the protocol's
     greedy = load_config(EvalConfig, None, ["sampling.protocol=greedy"]).sampling.params()
     assert greedy.n == 1 and greedy.temperature == 0.0
-    with pytest.raises(ConfigError, match="unknown sampling.protocol 'r2'"):
-        load_config(EvalConfig, None, ["sampling.protocol=r2"]).sampling.params()
+    with pytest.raises(ConfigError, match="sampling.protocol: unknown protocol 'r2'"):
+        load_config(EvalConfig, None, ["sampling.protocol=r2"])
 
 
 def test_paired_difference_is_the_mean_per_problem_difference():
-    from reasoner.evaluation.metrics import paired_pass1_difference
+    from reasoner.evaluation.aggregate import paired_pass1_difference
 
     def records(correct_by_problem):
         return [SampleRecord(prompt_id=p, sample_index=i, completion="", num_tokens=1, finish_reason="stop",

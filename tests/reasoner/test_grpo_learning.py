@@ -13,7 +13,7 @@ def test_grpo_raises_the_reward_of_a_tiny_model(tiny_model_dir, tmp_path, dense_
     from reasoner.training import train
 
     cfg = small_config(tiny_model_dir, tmp_path / "run", steps=14, prompts_per_step=8, **{
-        "rollout.group_size": 8, "rollout.max_new_tokens": 12, "optim.lr": 1e-2, "threads": 2,
+        "sampling.n": 8, "sampling.max_new_tokens": 12, "optim.lr": 1e-2, "threads": 2,
         "reward.verifiers": "{digits: {verifier: digit_fraction, weight: 1.0}}"})
     records = train(cfg).metrics
     first = fmean(r["reward/digits/mean"] for r in records[:3])

@@ -21,6 +21,7 @@ from reasoner.models import ModelConfig, load_model
 from reasoner.rollout import SamplingParams
 from reasoner.rollout.hf_engine import HFEngine
 from reasoner.training import AlgorithmConfig, TrainConfig, train
+from reasoner.training.backend import SingleProcess
 from reasoner.training.batch import Rollouts, collate
 from reasoner.training.config import OptimConfig
 from reasoner.training.logprobs import score_logprobs
@@ -31,7 +32,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 def small_config(model_dir, out_dir, **overrides) -> TrainConfig:
     base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.source=arithmetic", "data.num_examples=64",
-            "rollout.group_size=4", "rollout.max_new_tokens=16", "prompts_per_step=4", "steps=2",
+            "sampling.n=4", "sampling.max_new_tokens=16", "prompts_per_step=4", "steps=2",
             "optim.lr=1e-3", "log.tensorboard=false", "log.progress=false", "log.plots=false",
             "log.sample_every=1", "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}}"]
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
@@ -62,7 +63,7 @@ def test_update_changes_parameters_and_lowers_the_surrogate_loss_on_a_fixed_batc
     algo = AlgorithmConfig(ppo_epochs=4, minibatches=2)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    stats = update_policy(model, optimizer, scheduler, batch, algo, OptimConfig(micro_batch_size=3),
+    stats = update_policy(SingleProcess.wrapping(model, optimizer, scheduler), batch, algo, OptimConfig(micro_batch_size=3),
                           temperature=1.0, norm_length=12, generator=torch.Generator().manual_seed(0))
     assert stats["optimizer_steps"] == 8 and stats["grad_norm"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before_params, model.parameters()))
@@ -126,6 +127,29 @@ def test_resume_gives_the_same_metrics_as_a_straight_run(tiny_model_dir, tmp_pat
     a = load_model(ModelConfig(path=str(tmp_path / "a" / "model")))
     b = load_model(ModelConfig(path=str(tmp_path / "b" / "model")))
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+
+
+class _Planted:
+    """A pickle that would write `marker` when unpickled: what a tampered checkpoint could hold."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').close()",)
+
+
+@pytest.mark.parametrize("planted", ["optimizer.pt", "scheduler.pt", "rng-0.pt"])
+def test_a_pickled_payload_in_a_checkpoint_is_refused_and_never_runs(tiny_model_dir, tmp_path, planted):
+    from reasoner.training.checkpoint import latest_checkpoint
+    from reasoner.training.state_files import CheckpointError
+
+    train(small_config(tiny_model_dir, tmp_path / "run", steps=1, save_every=1))
+    marker = tmp_path / "payload-ran"
+    torch.save({"state": _Planted(marker)}, latest_checkpoint(tmp_path / "run") / planted)
+    with pytest.raises(CheckpointError, match=f"{planted}: not a plain state file, refusing to unpickle it"):
+        train(small_config(tiny_model_dir, tmp_path / "run", steps=2, save_every=1))
+    assert not marker.exists()
 
 
 @pytest.mark.slow
@@ -194,7 +218,7 @@ def test_skipping_zero_advantage_groups_leaves_the_update_unchanged(tiny_model_d
         # one does. (Adam would amplify last-bit differences of differently batched matmuls on tiny gradients.)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.1)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-        stats = update_policy(model, optimizer, scheduler, batch, AlgorithmConfig(ppo_epochs=2, minibatches=2),
+        stats = update_policy(SingleProcess.wrapping(model, optimizer, scheduler), batch, AlgorithmConfig(ppo_epochs=2, minibatches=2),
                               OptimConfig(), temperature=1.0, norm_length=10,
                               generator=torch.Generator().manual_seed(0))
         monkeypatch.undo()

@@ -13,8 +13,8 @@ TINY = ["init.corpus_examples=300", "init.spec={vocab_size: 384, hidden_size: 64
 BUDGETS = [
     "cold_start.data.num_examples=32", "cold_start.max_steps=2", "cold_start.batch_size=8",
     "cold_start.progress=false",
-    "grpo.data.num_examples=32", "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.rollout.group_size=2",
-    "grpo.rollout.max_new_tokens=12", "grpo.log={tensorboard: false, progress: false, plots: false}",
+    "grpo.data.num_examples=32", "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.sampling.n=2",
+    "grpo.sampling.max_new_tokens=12", "grpo.log={tensorboard: false, progress: false, plots: false}",
     "distill.data.num_examples=4", "distill.sampling.n=2", "distill.sampling.max_new_tokens=12",
     "distill.accept=all", "distill.drop_truncated=false", "distill.progress=false",  # a random model solves nothing
     "student.max_steps=2", "student.batch_size=4", "student.row_format=prompt_response", "student.progress=false",
@@ -24,7 +24,7 @@ BUDGETS = [
 
 
 def _cfg(out, *extra) -> PipelineConfig:
-    return load_config(PipelineConfig, None, [f"out={out}", *TINY, *BUDGETS, *extra])
+    return load_config(PipelineConfig, None, [f"out_dir={out}", *TINY, *BUDGETS, *extra])
 
 
 def _stage(out, name):
@@ -86,6 +86,18 @@ def test_pipeline_config_errors(tmp_path):
         run_pipeline(_cfg(tmp_path, "eval_models=[distill]"))
     with pytest.raises(ConfigError, match="no base model"):
         run_pipeline(_cfg(tmp_path, "stages=[cold_start]"))
+
+
+def test_a_pipeline_seed_replaces_every_seed_of_a_stage():
+    from reasoner.pipeline.run import set_seeds
+
+    cfg = load_config(PipelineConfig, "demo", ["seed=7"])
+    grpo, evaluation = cfg.grpo, {"seed": 0, "benchmarks": [{"name": "arithmetic", "seed": 0}, "aime24"]}
+    set_seeds(grpo, 7)
+    set_seeds(evaluation, 7)
+    assert (grpo.seed, grpo.data.seed, grpo.engine.vllm.seed) == (7, 7, 7)
+    assert evaluation == {"seed": 7, "benchmarks": [{"name": "arithmetic", "seed": 7}, "aime24"]}
+    assert grpo.optim.lr == 1e-4  # nothing else changes
 
 
 def test_packaged_demo_pipeline_config_loads():

@@ -112,7 +112,7 @@ def test_two_process_zero_runs_exit_cleanly_every_time(scaleout_model_dir, tmp_p
     for i in range(CLEAN_EXIT_RUNS):
         backend = ("zero2", "zero3")[i % 2]
         proc = torchrun(2, WORKER, ["--model", str(scaleout_model_dir), "--out", str(tmp_path / f"r{i}"),
-                                    *BACKENDS[backend], "steps=1", "prompts_per_step=2", "rollout.max_new_tokens=4"])
+                                    *BACKENDS[backend], "steps=1", "prompts_per_step=2", "sampling.max_new_tokens=4"])
         if proc.returncode != 0 or "terminate called" in proc.stderr:
             failures.append(f"run {i} ({backend}): rc={proc.returncode}: {proc.stderr[-1500:]}")
     assert not failures, f"{len(failures)} of {CLEAN_EXIT_RUNS} runs did not exit cleanly:\n" + "\n".join(failures)

@@ -16,12 +16,13 @@ from reasoner.models import ModelConfig, load_model, load_tokenizer
 from reasoner.rollout import Completion, SamplingParams
 from reasoner.rollout.hf_engine import HFEngine
 from reasoner.training import AlgorithmConfig, TrainConfig
-from reasoner.training.backend import DistributedConfig, SingleProcess, make_backend
+from reasoner.training.backend import DistributedConfig, SingleProcess
+from reasoner.training.backend_factory import make_backend
 from reasoner.training.batch import Rollouts, collate, pad_rows
 from reasoner.training.config import OptimConfig, SyncCheckConfig
 from reasoner.training.deepspeed_backend import load_deepspeed_config, resolve_deepspeed_config, shipped_configs
 from reasoner.training.logprobs import score_logprobs
-from reasoner.training.sharding import shard_for_update, shard_prompts
+from reasoner.training.sharding import RankRows, shard_prompts
 from reasoner.training.sync_check import ProbeResult, SyncProbe, Thresholds, compare
 from reasoner.training.update import update_policy
 
@@ -59,7 +60,7 @@ def test_pad_rows_adds_rows_without_loss_and_leaves_the_update_unchanged(model_a
         optimizer = torch.optim.SGD(model.parameters(), lr=1.0)  # not Adam: its update hides a mis-scaled loss
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
         for agg in ("token-mean", "seq-mean-token-mean"):
-            update_policy(model, optimizer, scheduler, b, AlgorithmConfig(loss_agg=agg),
+            update_policy(SingleProcess.wrapping(model, optimizer, scheduler), b, AlgorithmConfig(loss_agg=agg),
                           OptimConfig(micro_batch_size=4, max_grad_norm=None),  # clipping would hide scale too
                           temperature=1.0, norm_length=6, generator=torch.Generator().manual_seed(0))
         return [p.detach().clone() for p in model.parameters()]
@@ -79,19 +80,21 @@ def test_shard_prompts_gives_each_rank_a_contiguous_slice_and_rejects_uneven_spl
         shard_prompts(list(range(6)), FakeRank(0, 4))
 
 
-def test_shard_for_update_keeps_own_rows_and_pads_to_the_largest_shard(model_and_batch):
+def test_rank_rows_keep_own_rows_and_pad_to_the_largest_shard(model_and_batch):
     _, _, _, batch = model_and_batch  # 3 groups of 2 rows: as if each of 2 ranks held 6 of 12 global rows
     assert batch.group_size == 2
+    rank0, rank1 = RankRows.of(6, FakeRank(0, 2)), RankRows.of(6, FakeRank(1, 2))
+    assert (rank0.start, rank1.start, rank1.total) == (0, 6, 12)
+    assert rank1.local(torch.arange(12)).tolist() == [6, 7, 8, 9, 10, 11]
     keep = torch.tensor([0, 1, 6, 7, 8, 9, 10, 11])  # rank 0 keeps 1 group, rank 1 all 3
-    r0 = shard_for_update(batch, keep, offset=0, backend=FakeRank(0, 2))
-    r1 = shard_for_update(batch, keep, offset=6, backend=FakeRank(1, 2))
+    r0, r1 = rank0.for_update(batch, keep), rank1.for_update(batch, keep)
     assert r0.size == r1.size == 6 and r0.group_size == r1.group_size == 2  # padded with whole groups
     assert r0.row_padding.tolist() == [False] * 2 + [True] * 4 and not r1.row_padding.any()
     assert torch.equal(r0.advantages[:2], batch.advantages[:2]) and float(r0.advantages[2:].abs().sum()) == 0
-    none_kept = shard_for_update(batch, torch.tensor([6, 7]), offset=0, backend=FakeRank(0, 2))
+    none_kept = rank0.for_update(batch, torch.tensor([6, 7]))
     assert none_kept.size == 2 and none_kept.row_padding.all() and float(none_kept.response_mask.sum()) == 0
     assert none_kept.group_size == 2
-    assert shard_for_update(batch, torch.tensor([], dtype=torch.long), offset=0, backend=FakeRank(0, 2)) is None
+    assert rank0.for_update(batch, torch.tensor([], dtype=torch.long)) is None
 
 
 def test_deepspeed_configs_fill_auto_values_and_reject_conflicting_ones():
@@ -170,15 +173,21 @@ def test_call_with_timeout_turns_a_hang_into_an_error():
 
 
 def test_vllm_options_are_validated_without_vllm():
-    from reasoner.rollout.vllm_engine import parse_options
+    from reasoner.config import load_config
+    from reasoner.training import TrainConfig
 
-    assert parse_options({"gpu_memory_utilization": 0.5}).gpu_memory_utilization == 0.5
-    with pytest.raises(ConfigError, match="unknown config key 'rollout.vllm.gpu_memory'"):
-        parse_options({"gpu_memory": 0.5})
+    def opts(**values):
+        return load_config(TrainConfig, None, [f"engine.vllm.{k}={v}" for k, v in values.items()]).engine.vllm
+
+    assert opts(gpu_memory_utilization=0.5).gpu_memory_utilization == 0.5
+    with pytest.raises(ConfigError, match="unknown config key 'engine.vllm.gpu_memory'"):
+        opts(gpu_memory=0.5)
     with pytest.raises(ConfigError, match="server mode needs server_url"):
-        parse_options({"mode": "server"})
+        opts(mode="server")
     with pytest.raises(ConfigError, match="sleep_level"):
-        parse_options({"sleep_level": 3})
+        opts(sleep_level=3)
+    assert opts(mode="server", server_url="http://a:1, http://b:2").server_urls == ["http://a:1", "http://b:2"]
+
 
 
 def test_hf_engine_samples_from_the_untruncated_distribution(model_and_batch):

@@ -20,7 +20,7 @@ from reasoner.training.sync_check import SyncCheckError
 
 
 class CopyEngine(RolloutEngine):
-    holds_own_weights = True
+    owns_weights = True
 
     def __init__(self, model, tokenizer, fault: str | None = None):
         self.model = copy.deepcopy(model)
@@ -41,8 +41,8 @@ class CopyEngine(RolloutEngine):
 
 def config(model_dir, out_dir, **overrides) -> TrainConfig:
     register()
-    base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.num_examples=64", "rollout.group_size=4",
-            "rollout.max_new_tokens=8", "prompts_per_step=4", "steps=2", "optim.lr=1e-3", "log.tensorboard=false",
+    base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.num_examples=64", "sampling.n=4",
+            "sampling.max_new_tokens=8", "prompts_per_step=4", "steps=2", "optim.lr=1e-3", "log.tensorboard=false",
             "log.progress=false", "log.plots=false", "save_every=0", TOY_REWARD]
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
 

@@ -20,7 +20,9 @@ from reasoner.models import ModelConfig, load_model, load_tokenizer  # noqa: E40
 from reasoner.rollout import SamplingParams  # noqa: E402
 from reasoner.rollout.hf_engine import HFEngine  # noqa: E402
 from reasoner.rollout.vllm_engine import EngineError, VLLMEngine  # noqa: E402
+from reasoner.rollout.vllm_options import VLLMOptions  # noqa: E402
 from reasoner.training import AlgorithmConfig  # noqa: E402
+from reasoner.training.backend import SingleProcess  # noqa: E402
 from reasoner.training.batch import Rollouts, collate  # noqa: E402
 from reasoner.training.config import OptimConfig, SyncCheckConfig  # noqa: E402
 from reasoner.training.logprobs import score_logprobs  # noqa: E402
@@ -36,7 +38,7 @@ def setup(scaleout_model_dir):
     torch.set_num_threads(2)
     tok = load_tokenizer(str(scaleout_model_dir))
     prompts = [p.token_ids for p in build_prompts(tok, arithmetic(64, split="train"))]
-    engine = VLLMEngine.from_model(load_model(ModelConfig(path=str(scaleout_model_dir))), tok)
+    engine = VLLMEngine.from_model(load_model(ModelConfig(path=str(scaleout_model_dir))), tok, VLLMOptions())
     yield tok, prompts, engine
     engine.close()
 
@@ -66,7 +68,7 @@ def grpo_update(policy, engine, tok, prompts, lr=1e-3) -> None:
     batch = collate(rollouts, torch.tensor([1.0, -1.0, 0.5, -0.5] * 4), tok.pad_token_id)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=lr)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    update_policy(policy, optimizer, scheduler, batch, AlgorithmConfig(), OptimConfig(), temperature=1.0,
+    update_policy(SingleProcess.wrapping(policy, optimizer, scheduler), batch, AlgorithmConfig(), OptimConfig(), temperature=1.0,
                   norm_length=12, generator=torch.Generator().manual_seed(0))
 
 
@@ -155,7 +157,7 @@ def test_truncated_importance_weights_are_one_for_a_synced_engine(setup, scaleou
     assert float((weights - 1).abs().max()) < TOL
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
-    stats = update_policy(policy, optimizer, scheduler, batch, AlgorithmConfig(tis_cap=2.0), OptimConfig(),
+    stats = update_policy(SingleProcess.wrapping(policy, optimizer, scheduler), batch, AlgorithmConfig(tis_cap=2.0), OptimConfig(),
                           temperature=1.0, norm_length=12, generator=torch.Generator())
     assert stats["optimizer_steps"] == 1 and stats["grad_norm"] > 0
 

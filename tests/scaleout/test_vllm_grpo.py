@@ -36,8 +36,8 @@ WORKER = Path(__file__).resolve().parent / "dist_worker.py"
 
 def config(model_dir, out_dir, *overrides: str) -> TrainConfig:
     register()
-    base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.num_examples=64", f"rollout.group_size={GROUP}",
-            "rollout.max_new_tokens=12", f"prompts_per_step={PROMPTS}", f"steps={STEPS}", "optim.lr=1e-3",
+    base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.num_examples=64", f"sampling.n={GROUP}",
+            "sampling.max_new_tokens=12", f"prompts_per_step={PROMPTS}", f"steps={STEPS}", "optim.lr=1e-3",
             "algorithm.tis_cap=2.0", "log.tensorboard=false", "log.progress=false", "log.plots=false",
             "save_every=0", TOY_REWARD]
     return load_config(TrainConfig, None, base + list(overrides))
@@ -58,7 +58,7 @@ def assert_faithful_engine(records: list[dict]) -> None:
 
 def test_grpo_with_vllm_matches_the_hf_engine_within_noise(scaleout_model_dir, tmp_path):
     hf = train(config(scaleout_model_dir, tmp_path / "hf")).metrics
-    vl = train(config(scaleout_model_dir, tmp_path / "vllm", "rollout.engine=vllm")).metrics
+    vl = train(config(scaleout_model_dir, tmp_path / "vllm", "engine.name=vllm")).metrics
     assert len(hf) == len(vl) == STEPS
     assert_faithful_engine(vl)
     (m_hf, se_hf), (m_vl, se_vl) = mean_and_se(hf), mean_and_se(vl)
@@ -101,8 +101,8 @@ def servers(scaleout_model_dir):
 
 def test_server_mode_trains_and_verifies_each_push(servers, scaleout_model_dir, tmp_path):
     url = servers[0][0]
-    records = train(config(scaleout_model_dir, tmp_path / "run", "rollout.engine=vllm", "rollout.vllm.mode=server",
-                           f"rollout.vllm.server_url={url}", "rollout.vllm.timeout_s=300")).metrics
+    records = train(config(scaleout_model_dir, tmp_path / "run", "engine.name=vllm", "engine.vllm.mode=server",
+                           f"engine.vllm.server_url={url}", "engine.vllm.timeout_s=300")).metrics
     assert len(records) == STEPS
     assert_faithful_engine(records)
 
@@ -112,8 +112,8 @@ def test_two_zero3_ranks_with_two_servers(servers, scaleout_model_dir, tmp_path)
     partitioned weights and pushes them to both servers after every step, and both ranks' probes must pass."""
     urls = ",".join(url for url, _ in servers)
     proc = torchrun(2, WORKER, ["--model", str(scaleout_model_dir), "--out", str(tmp_path / "run"),
-                                "rollout.engine=vllm", "rollout.vllm.mode=server", f"rollout.vllm.server_url={urls}",
-                                "rollout.vllm.timeout_s=300", "distributed.backend=deepspeed",
+                                "engine.name=vllm", "engine.vllm.mode=server", f"engine.vllm.server_url={urls}",
+                                "engine.vllm.timeout_s=300", "distributed.backend=deepspeed",
                                 "distributed.deepspeed_config=zero3"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -127,7 +127,7 @@ def test_two_ranks_each_with_a_colocated_engine(scaleout_model_dir, tmp_path):
     """The one-node shape: 2 DDP ranks, each with its own colocated vLLM engine (on GPUs: one per GPU).
     Slow (two engine start-ups on 2 cores, ~1.5 min): scripts/test_vllm.sh runs it with `-m vllm`."""
     proc = torchrun(2, WORKER, ["--model", str(scaleout_model_dir), "--out", str(tmp_path / "run"),
-                                "rollout.engine=vllm", "distributed.backend=ddp"])
+                                "engine.name=vllm", "distributed.backend=ddp"])
     assert proc.returncode == 0, proc.stderr[-4000:]
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
@@ -146,7 +146,7 @@ def test_servers_shut_down_cleanly_when_asked(servers):
 def test_an_unreachable_server_is_a_clear_error(scaleout_model_dir, tmp_path):
     from reasoner.rollout.vllm_engine import EngineError
 
-    cfg = config(scaleout_model_dir, tmp_path / "run", "rollout.engine=vllm", "rollout.vllm.mode=server",
-                 f"rollout.vllm.server_url=http://127.0.0.1:{free_port()}", "rollout.vllm.timeout_s=3")
+    cfg = config(scaleout_model_dir, tmp_path / "run", "engine.name=vllm", "engine.vllm.mode=server",
+                 f"engine.vllm.server_url=http://127.0.0.1:{free_port()}", "engine.vllm.timeout_s=3")
     with pytest.raises(EngineError, match="no reasoner server answered .* within 3 s"):
         train(cfg)

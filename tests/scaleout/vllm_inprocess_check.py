@@ -16,7 +16,9 @@ if __name__ == "__main__":
     from reasoner.models import ModelConfig, load_model, load_tokenizer
     from reasoner.rollout import SamplingParams
     from reasoner.rollout.vllm_engine import VLLMEngine
+    from reasoner.rollout.vllm_options import VLLMOptions
     from reasoner.training import AlgorithmConfig
+    from reasoner.training.backend import SingleProcess
     from reasoner.training.batch import Rollouts, collate
     from reasoner.training.config import OptimConfig, SyncCheckConfig
     from reasoner.training.sync_check import SyncProbe
@@ -26,14 +28,15 @@ if __name__ == "__main__":
     tok = load_tokenizer(model_dir)
     policy = load_model(ModelConfig(path=model_dir))
     prompts = [p.token_ids for p in build_prompts(tok, arithmetic(16, split="train"))]
-    engine = VLLMEngine.from_model(policy, tok, in_process=True)
+    engine = VLLMEngine.from_model(policy, tok, VLLMOptions(in_process=True))
     probe = SyncProbe.from_prompts(SyncCheckConfig(), prompts, temperature=1.0, pad_id=tok.pad_token_id)
     before = probe.measure(engine, policy)
     groups = engine.generate(prompts[:4], SamplingParams(n=4, max_new_tokens=12))
     batch = collate(Rollouts.from_groups(prompts[:4], groups, [{}] * 4, tok), torch.tensor([1.0, -1.0] * 8),
                     tok.pad_token_id)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-3)
-    update_policy(policy, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), batch,
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+    update_policy(SingleProcess.wrapping(policy, optimizer, scheduler), batch,
                   AlgorithmConfig(), OptimConfig(), temperature=1.0, norm_length=12, generator=torch.Generator())
     stale = probe.measure(engine, policy)
     engine.sync_weights(policy)
@@ -41,7 +44,7 @@ if __name__ == "__main__":
     engine.close()
 
     # logprobs_mode=raw_logprobs: top-k sampling at T = 1 with log-probs before the truncation (the contract)
-    raw = VLLMEngine.from_model(policy, tok, in_process=True, logprobs_mode="raw_logprobs")
+    raw = VLLMEngine.from_model(policy, tok, VLLMOptions(in_process=True, logprobs_mode="raw_logprobs"))
     groups = raw.generate(prompts[:4], SamplingParams(n=4, top_k=20, max_new_tokens=12))
     raw.close()
     from reasoner.training.sync_check import compare

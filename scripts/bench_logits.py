@@ -1,8 +1,7 @@
 """Benchmark `token_logprobs` / `entropy_from_logits` against the naive form and TRL's helpers.
 
-    python -m reasoner.algorithms.benchmark [--n 8 --t 256 --v 32768 --repeats 3 --threads 1]
-
-(run from the repository root). Each (function, dtype) case runs in a fresh subprocess so that its peak memory
+    python scripts/bench_logits.py [--n 8 --t 256 --v 32768 --repeats 3 --threads 1]
+ Each (function, dtype) case runs in a fresh subprocess so that its peak memory
 is its own: "extra peak" is the process's peak RSS (or CUDA peak allocation) during one call, minus what it held
 just before (the logits and ids). Peers, measured in the same run: the naive `log_softmax(logits).gather(...)` /
 `-(p * log p).sum()`, and TRL's `selective_log_softmax` / `entropy_from_logits` (when trl is installed). The
@@ -123,7 +122,7 @@ def main() -> None:
         for kind in ("logprobs", "entropy"):
             for who in ["ours", *peers]:
                 case = f"{who}_{kind}"
-                cmd = [sys.executable, "-m", "reasoner.algorithms.benchmark", "--one", case, dtype,
+                cmd = [sys.executable, __file__, "--one", case, dtype,
                        "--n", str(args.n), "--t", str(args.t), "--v", str(args.v),
                        "--repeats", str(args.repeats), "--device", args.device, "--threads", str(args.threads)]
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from reasoner.evaluation.core import SampleRecord
+from reasoner.evaluation.hooks import run_hooks
 from reasoner.metrics.passk import majority_vote, mean_ci95, pass_at_k
 
 
@@ -50,6 +51,7 @@ class BenchmarkMetrics:
     truncation_rate: Estimate
     no_answer_rate: Estimate
     status_rates: dict[str, dict[str, float]] = field(default_factory=dict)  # verifier -> status -> fraction
+    extra: dict[str, float | None] = field(default_factory=dict)  # metric hooks' values (reasoner.evaluation.hooks)
 
     def as_dict(self) -> dict[str, Any]:
         opt = (lambda e: e.as_dict() if e is not None else None)
@@ -61,7 +63,7 @@ class BenchmarkMetrics:
             "mean_length": self.length.as_dict(), "mean_length_correct": opt(self.length_correct),
             "mean_length_incorrect": opt(self.length_incorrect),
             "truncation_rate": self.truncation_rate.as_dict(), "no_answer_rate": self.no_answer_rate.as_dict(),
-            "status_rates": self.status_rates,
+            "status_rates": self.status_rates, "extra": self.extra,
         }
 
 
@@ -88,7 +90,7 @@ def vote_key(pred: str | None) -> str | None:
 
 
 def compute_metrics(name: str, records: Sequence[SampleRecord], ks: Sequence[int], *, primary: str | None = None,
-                    n_boot: int = 2000, seed: int = 0) -> BenchmarkMetrics:
+                    n_boot: int = 2000, seed: int = 0, hooks: Sequence[str] = ()) -> BenchmarkMetrics:
     groups = group_by_problem(records)
     if not groups:
         raise ValueError(f"benchmark '{name}': no samples to aggregate")
@@ -115,7 +117,7 @@ def compute_metrics(name: str, records: Sequence[SampleRecord], ks: Sequence[int
         length_incorrect=ci(by_correct[False]) if by_correct[False] else None,
         truncation_rate=ci([sum(r.finish_reason == "length" for r in g) / n for g in problems]),
         no_answer_rate=ci([sum(r.statuses.get(primary) == "no_answer" for r in g) / n for g in problems]),
-        status_rates=_status_rates(records))
+        status_rates=_status_rates(records), extra=run_hooks(hooks, records))
 
 
 def _primary_label(records: Sequence[SampleRecord]) -> str | None:
