@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"reasoner {args.command}: error: {_one_line(e)}", file=sys.stderr)
-        return 2
+        return getattr(e, "exit_code", 2)
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -29,6 +29,7 @@ from reasoner.evaluation.core import SampleRecord
 from reasoner.evaluation.runner import LazyEngine, sample_and_grade
 from reasoner.evaluation.store import SampleStore
 from reasoner.rollout import make_engine
+from reasoner.training.rewards import reward_spec_for
 
 
 @dataclass
@@ -41,7 +42,6 @@ class DistillResult:
 
 def distill(cfg: DistillConfig) -> DistillResult:
     from reasoner.models import load_model, tokenizer_for
-    from verifiers import RewardSpec
 
     _check(cfg)
     out = Path(cfg.out_dir)
@@ -57,7 +57,7 @@ def distill(cfg: DistillConfig) -> DistillResult:
     verifiers = grading_verifiers(cfg.verifiers)
     store = SampleStore(out, _meta(cfg, verifiers), params.n)
     engine = LazyEngine(lambda: make_engine(cfg.engine, load_model(cfg.teacher, trainable=False), tokenizer))
-    spec = RewardSpec.from_config(verifiers)
+    spec = reward_spec_for(verifiers, "verifiers")
     try:
         records = sample_and_grade(engine, tokenizer, prompts, spec, params, store, resume=cfg.resume,
                                    chunk_problems=cfg.chunk_problems, seed=cfg.seed,

@@ -30,6 +30,7 @@ from reasoner.evaluation.report import plot_results, write_markdown, write_resul
 from reasoner.evaluation.store import SampleStore
 from reasoner.metrics.progress import progress_bar
 from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
+from reasoner.training.rewards import reward_spec_for
 
 
 @dataclass
@@ -45,6 +46,8 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     from reasoner.models import load_model, tokenizer_for
 
     benches = resolve_benchmarks(cfg.benchmarks)  # a bad benchmark fails before anything is written
+    for bench in benches:  # and so does a bad grader
+        reward_spec_for(verifiers_for(bench, cfg), f"benchmark '{bench.name}' verifiers").close()
     examples = {b.name: load_benchmark(b, verifiers_for(b, cfg)) for b in benches}
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,9 +110,7 @@ def bench_prompts(tokenizer, bench: BenchmarkConfig, examples: list[dict], cfg: 
 
 def grade_benchmark(engine, tokenizer, prompts, verifiers: dict, params: SamplingParams, store: SampleStore,
                     cfg: EvalConfig, desc: str) -> tuple[list[SampleRecord], str | None]:
-    from verifiers import RewardSpec
-
-    spec = RewardSpec.from_config(verifiers)
+    spec = reward_spec_for(verifiers, "verifiers")
     try:
         records = sample_and_grade(engine, tokenizer, prompts, spec, params, store, resume=cfg.resume,
                                    chunk_problems=cfg.chunk_problems, seed=cfg.seed,

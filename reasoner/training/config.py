@@ -51,6 +51,16 @@ class AlgorithmConfig:
     overlong_penalty: float = 1.0              # penalty at the length limit
     tis_cap: float | None = None               # truncated importance sampling: weight min(π_train/π_engine, cap)
 
+    def __post_init__(self):
+        from reasoner.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
+        for key, registry in (("advantage", ADVANTAGE_ESTIMATORS), ("policy_loss", POLICY_LOSSES),
+                              ("loss_agg", LOSS_AGGREGATIONS), ("kl_estimator", KL_ESTIMATORS)):
+            if getattr(self, key) not in registry:
+                raise ConfigError(f"algorithm.{key}: unknown {registry.kind} {getattr(self, key)!r}; valid: "
+                                  f"{', '.join(registry.names())}")
+        if self.ppo_epochs < 1 or self.minibatches < 1:
+            raise ConfigError("algorithm.ppo_epochs and algorithm.minibatches must be >= 1")
+
 
 @dataclass
 class OptimConfig:

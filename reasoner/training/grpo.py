@@ -31,7 +31,7 @@ from reasoner.metrics.progress import progress_bar
 from reasoner.metrics.report import write_report
 from reasoner.metrics.rollout_stats import rollout_metrics
 from reasoner.models import load_model, tokenizer_for
-from reasoner.rollout import RolloutEngine, SamplingParams, make_engine
+from reasoner.rollout import RolloutEngine, SamplingParams, check_engine, make_engine
 from reasoner.training.backend import Backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
 from reasoner.training.checkpoint import (
@@ -42,9 +42,11 @@ from reasoner.training.checkpoint import (
     truncate_jsonl,
 )
 from reasoner.training.config import TrainConfig
+from reasoner.training.interrupt import TrainingInterrupted, stop_between_steps
 from reasoner.training.logprobs import score_logprobs
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.prologue import start_run
+from reasoner.training.rewards import reward_spec_for
 from reasoner.training.sampler import PromptSampler
 from reasoner.training.sharding import RankRows, RolloutSummary, shard_prompts
 from reasoner.training.sync_check import (
@@ -101,22 +103,30 @@ def train(cfg: TrainConfig) -> TrainResult:
     progress = progress_bar(cfg.log.progress and trainer.backend.is_main, total=cfg.steps,
                             initial=trainer.state.step, desc="grpo")
     try:
-        for step in range(trainer.state.step + 1, cfg.steps + 1):
-            try:
-                metrics = run_step(trainer, step)
-            except SyncCheckError as e:  # the update is done and sound: keep it, then stop loudly
+        with stop_between_steps() as stop:
+            for step in range(trainer.state.step + 1, cfg.steps + 1):
+                try:
+                    metrics = run_step(trainer, step)
+                except SyncCheckError as e:  # the update is done and sound: keep it, then stop loudly
+                    trainer.state.step = step
+                    trainer.logger.log(step, e.metrics)
+                    e.add_checkpoint(_save(trainer))
+                    raise
                 trainer.state.step = step
-                trainer.logger.log(step, e.metrics)
-                e.add_checkpoint(_save(trainer))
-                raise
-            trainer.state.step = step
-            trainer.logger.log(step, metrics)
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix({k: f"{metrics[k]:.3g}" for k in ("reward/mean", "pass@1", "length/mean")
-                                      if k in metrics})
-            if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
-                _save(trainer)
+                trainer.logger.log(step, metrics)
+                if progress is not None:
+                    progress.update(1)
+                    progress.set_postfix({k: f"{metrics[k]:.3g}" for k in ("reward/mean", "pass@1", "length/mean")
+                                          if k in metrics})
+                saved = None
+                if (cfg.save_every and step % cfg.save_every == 0) or step == cfg.steps:
+                    saved = _save(trainer)
+                if step < cfg.steps and _stop_requested(trainer.backend, stop.requested):
+                    path = saved or _save(trainer)
+                    if trainer.backend.is_main:
+                        finish_report(cfg, read_metrics(out / "metrics.jsonl"))
+                    raise TrainingInterrupted(f"{stop.signal_name or 'a stop request'} after step {step} of "
+                                              f"{cfg.steps}: checkpoint {path}; run the same command to resume")
     finally:
         if progress is not None:
             progress.close()
@@ -140,8 +150,12 @@ def setup(cfg: TrainConfig) -> Trainer:
                          f"({backend.world_size}): each rank samples whole groups")
     out = Path(cfg.out_dir)
     ckpt = latest_checkpoint(out) if cfg.resume else None
-
+    # Everything that can be checked without a model is checked first: an error costs seconds, not a model load.
+    check_engine(cfg.engine)
+    reward_spec = reward_spec_for(cfg.reward.verifiers, "reward.verifiers")
     tokenizer = tokenizer_for(cfg.model)
+    sampling = cfg.sampling.params_for(tokenizer)
+    prompts = build_prompts(tokenizer, load_examples(cfg.data), cfg.prompt)
     policy = load_model(cfg.model, path=str(ckpt / "model") if ckpt else None)
     ref = None
     if cfg.algorithm.kl_beta > 0:  # with β = 0 no reference model is loaded at all
@@ -152,11 +166,9 @@ def setup(cfg: TrainConfig) -> Trainer:
     backend.prepare(policy, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm)
     with backend.full_weights() as module:
         engine = make_engine(cfg.engine, module, tokenizer)
-    prompts = build_prompts(tokenizer, load_examples(cfg.data), cfg.prompt)
-    sampling = cfg.sampling.params_for(tokenizer)
     trainer = Trainer(
-        cfg=cfg, tokenizer=tokenizer, backend=backend, ref=ref, engine=engine,
-        reward_spec=RewardSpec.from_config(cfg.reward.verifiers), prompts=prompts,
+        cfg=cfg, tokenizer=tokenizer, backend=backend, ref=ref, engine=engine, reward_spec=reward_spec,
+        prompts=prompts,
         sampler=PromptSampler(len(prompts), cfg.seed),
         update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank), sampling=sampling,
         logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard, enabled=backend.is_main),
@@ -248,6 +260,13 @@ def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary
         metrics["groups_kept"] = float(step.groups_kept)
     batch.advantages = rows.local(step.advantages.to(backend.device))
     return rows.for_update(batch, step.keep)
+
+
+def _stop_requested(backend: Backend, local: bool) -> bool:
+    """Whether any rank was asked to stop (one scalar all-reduce per step, only with several processes)."""
+    if backend.world_size == 1:
+        return local
+    return backend.all_reduce_sum([1.0 if local else 0.0])[0] > 0
 
 
 def _save(trainer: Trainer) -> Path:

@@ -43,6 +43,42 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(capsys, argv, message):
     assert len(lines) == 1 and message in lines[0] and lines[0].startswith(f"reasoner {argv[0]}: error:"), lines
 
 
+@pytest.mark.parametrize("override, message", [
+    ("algorithm.advantage=gae2", "algorithm.advantage: unknown advantage estimator 'gae2'; valid: dr_grpo, grpo"),
+    ("algorithm.loss_agg=seq-mean", "algorithm.loss_agg: unknown loss aggregation mode 'seq-mean'"),
+    ("reward.verifiers={mth: {}}", "reward.verifiers: unknown verifier 'mth'; valid names: code, format"),
+    ("reward.verifiers.math.mode=loose", "reward.verifiers: math: option 'mode'"),
+    ("engine=vllm", "engine.name=vllm, but vLLM is not installed"),
+    ("sampling.stop_strings=[' and then']", "sampling.stop_strings: ' and then' is"),
+    ("prompt.max_prompt_tokens=4", "prompt of example 'train-0' has 33 tokens, more than prompt.max_prompt_tokens=4"),
+    ("prompt.template=alpaca", "prompt.template: unknown template 'alpaca'"),
+])
+def test_bad_choices_fail_at_start_up_before_the_model_loads(capsys, tiny_model_dir, tmp_path, monkeypatch, override,
+                                                             message):
+    import importlib.util
+
+    from reasoner.training import grpo
+
+    if "vllm" in override and importlib.util.find_spec("vllm") is not None:
+        pytest.skip("vLLM is installed here")
+    monkeypatch.setattr(grpo, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    rc, lines = _run(capsys, "train", f"model.path={tiny_model_dir}", f"out_dir={tmp_path}", override)
+    assert rc == 2 and len(lines) == 1 and message in lines[0], lines
+
+
+def test_a_tokenizer_without_a_chat_template_is_one_line(capsys, tiny_model_dir, tmp_path):
+    import shutil
+
+    plain = tmp_path / "plain"
+    shutil.copytree(tiny_model_dir, plain)
+    config = json.loads((plain / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (plain / "tokenizer_config.json").write_text(json.dumps(config))
+    (plain / "chat_template.jinja").unlink(missing_ok=True)
+    rc, lines = _run(capsys, "train", f"model.path={plain}", f"out_dir={tmp_path / 'run'}")
+    assert rc == 2 and len(lines) == 1 and "has no chat template; use 'r1' or 'raw'" in lines[0], lines
+
+
 def test_dataset_errors_name_the_file_and_line(capsys, tiny_model_dir, tmp_path):
     rows = tmp_path / "rows.jsonl"
     rows.write_text('{"problem": "1+1?", "answer": "2"}\n{"problem": "2+2?"}\n')

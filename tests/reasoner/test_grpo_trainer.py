@@ -174,6 +174,36 @@ def test_kill_9_mid_run_then_resume_matches_a_straight_run(tiny_model_dir, tmp_p
     assert _comparable(resumed) == _comparable(straight)
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_finishes_the_step_saves_and_reports_then_resume_continues_exactly(tiny_model_dir, tmp_path, sig):
+    steps = 5
+    cfg_b = small_config(tiny_model_dir, tmp_path / "b", steps=steps, save_every=0, threads=2)
+    save_config(cfg_b, tmp_path / "b.yaml")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "reasoner", "train", "--config", str(tmp_path / "b.yaml")]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "b" / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 1):
+        assert proc.poll() is None and time.time() < deadline, "trainer exited or stalled before step 1"
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    last = [line for line in err.strip().splitlines() if line.startswith("reasoner train:")]
+    assert len(last) == 1 and f"{signal.Signals(sig).name} after step" in last[0] and "Traceback" not in err
+    stopped_at = len(read_metrics(metrics))
+    assert 1 <= stopped_at < steps
+    assert (tmp_path / "b" / "checkpoints" / f"step-{stopped_at:06d}" / "state.json").exists()
+    assert (tmp_path / "b" / "report.md").exists()
+    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
+    resumed = read_metrics(metrics)
+    assert [r["step"] for r in resumed] == list(range(1, steps + 1))
+    straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=steps, save_every=0, threads=2)).metrics
+    assert _comparable(resumed) == _comparable(straight)
+
+
 def test_shared_prompt_forward_equals_the_plain_forward_in_values_and_gradients(tiny_model_dir, tokenizer):
     from reasoner.training.logprobs import forward_logprobs
 

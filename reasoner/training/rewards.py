@@ -1,0 +1,17 @@
+"""The reward spec of a stage's `verifiers` section, with configuration errors reported as config errors."""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from reasoner.config import ConfigError
+from verifiers import RewardSpec
+
+
+def reward_spec_for(config: Mapping[str, Mapping[str, Any] | None], where: str) -> RewardSpec:
+    """`RewardSpec.from_config(config)`; an unknown verifier name or option is one `ConfigError` naming `where`
+    (the verifiers package raises plain ValueErrors: it knows nothing of reasoner's config files)."""
+    try:
+        return RewardSpec.from_config(config)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{where}: {' '.join(str(e).split())}") from None
