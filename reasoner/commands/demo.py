@@ -4,7 +4,7 @@ The defaults are the shipped pipeline config `demo`; `--config` files and overri
 """
 from __future__ import annotations
 
-from reasoner.commands import add_config_arguments
+from reasoner.commands import add_config_arguments, stage_config
 
 
 def configure(parser) -> None:
@@ -15,12 +15,12 @@ def configure(parser) -> None:
 def run(args) -> int:
     import json
 
-    from reasoner.config import load_config
     from reasoner.demo import DEMO_CONFIG, run_demo
     from reasoner.pipeline import PipelineConfig
 
-    overrides = args.overrides + ([f"out_dir={args.out}"] if args.out else [])
-    cfg = load_config(PipelineConfig, [DEMO_CONFIG, *(args.config or [])], overrides)
+    cfg = stage_config(args, PipelineConfig, extra=[f"out_dir={args.out}"] if args.out else [], base=[DEMO_CONFIG])
+    if cfg is None:
+        return 0
     summary = run_demo(cfg)
     print(json.dumps(summary, indent=2))
     print(f"[demo] report: {cfg.out_dir}/report.md")

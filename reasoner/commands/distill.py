@@ -1,7 +1,7 @@
 """`reasoner distill --config distill.yaml [--teacher PATH] [--out DIR] [key=value ...]`: rejection sampling."""
 from __future__ import annotations
 
-from reasoner.commands import add_config_arguments
+from reasoner.commands import add_config_arguments, stage_config
 
 
 def configure(parser) -> None:
@@ -11,12 +11,13 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from reasoner.config import load_config
     from reasoner.distill import DistillConfig, distill, format_stats
 
     extra = ([f"teacher.path={args.teacher}"] if args.teacher else []) + \
         ([f"out_dir={args.out}"] if args.out else [])
-    cfg = load_config(DistillConfig, args.config, args.overrides + extra)
+    cfg = stage_config(args, DistillConfig, extra=extra)
+    if cfg is None:
+        return 0
     result = distill(cfg)
     print(format_stats(result.stats))
     print(f"[distill] {result.rows} rows: {result.output}")

@@ -1,7 +1,7 @@
 """`reasoner eval --config eval.yaml [--model PATH] [--out DIR] [key=value ...]`: benchmark a model."""
 from __future__ import annotations
 
-from reasoner.commands import add_config_arguments
+from reasoner.commands import add_config_arguments, stage_config
 
 
 def configure(parser) -> None:
@@ -11,12 +11,13 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from reasoner.config import load_config
     from reasoner.evaluation import EvalConfig, run_eval
     from reasoner.evaluation.report import markdown_table
 
     extra = ([f"model.path={args.model}"] if args.model else []) + ([f"out_dir={args.out}"] if args.out else [])
-    cfg = load_config(EvalConfig, args.config, args.overrides + extra)
+    cfg = stage_config(args, EvalConfig, extra=extra)
+    if cfg is None:
+        return 0
     result = run_eval(cfg)
     print(markdown_table(result.metrics))
     print(f"[eval] results: {result.results_path}; report: {result.markdown_path}")

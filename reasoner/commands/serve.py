@@ -5,7 +5,7 @@ they push their weights to it after every optimizer step (see reasoner.rollout.s
 """
 from __future__ import annotations
 
-from reasoner.commands import add_config_arguments
+from reasoner.commands import add_config_arguments, stage_config
 
 
 def configure(parser) -> None:
@@ -13,10 +13,11 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from reasoner.config import load_config
     from reasoner.rollout.server import EngineServer, ServeConfig
 
-    cfg = load_config(ServeConfig, args.config, args.overrides)
+    cfg = stage_config(args, ServeConfig)
+    if cfg is None:
+        return 0
     server = EngineServer(cfg)
     print(f"[serve] {cfg.model} at {server.url} (POST /shutdown to stop)", flush=True)
     server.serve_forever()

@@ -1,7 +1,7 @@
 """`reasoner sft --config sft.yaml [key=value ...]`: supervised fine-tuning."""
 from __future__ import annotations
 
-from reasoner.commands import add_config_arguments
+from reasoner.commands import add_config_arguments, stage_config
 
 
 def configure(parser) -> None:
@@ -9,10 +9,11 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from reasoner.config import load_config
     from reasoner.sft import SFTConfig, sft
 
-    cfg = load_config(SFTConfig, args.config, args.overrides)
+    cfg = stage_config(args, SFTConfig)
+    if cfg is None:
+        return 0
     result = sft(cfg)
     print(f"[sft] {result.steps} steps, final loss {result.final_loss:.4f}; model: {result.final_model}")
     return 0

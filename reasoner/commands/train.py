@@ -1,7 +1,7 @@
 """`reasoner train --config grpo.yaml [key=value ...]`: GRPO training."""
 from __future__ import annotations
 
-from reasoner.commands import add_config_arguments
+from reasoner.commands import add_config_arguments, stage_config
 
 
 def configure(parser) -> None:
@@ -9,10 +9,11 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from reasoner.config import load_config
     from reasoner.training import TrainConfig, train
 
-    cfg = load_config(TrainConfig, args.config, args.overrides)
+    cfg = stage_config(args, TrainConfig)
+    if cfg is None:
+        return 0
     result = train(cfg)
     print(f"[train] {result.steps} steps; final model: {result.final_model}; report: {result.out_dir / 'report.md'}")
     return 0

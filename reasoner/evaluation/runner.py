@@ -58,6 +58,9 @@ def run_eval(cfg: EvalConfig) -> EvalResult:
     tokenizer = tokenizer_for(cfg.model)
     engine = LazyEngine(lambda: make_engine(cfg.engine, load_model(cfg.model, trainable=False), tokenizer))
     params = cfg.sampling.params_for(tokenizer)
+    skipped = sorted(k for k in cfg.ks if k > params.n)
+    if skipped:
+        print(f"[eval] ks {skipped} are more than the {params.n} samples per problem (sampling.n): not reported")
     metrics, records = [], {}
     try:
         for bench in benches:

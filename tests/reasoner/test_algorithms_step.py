@@ -82,3 +82,11 @@ def test_rollout_metrics_by_hand():
     assert m["length/correct/mean"] == 5.0 and m["length/incorrect/mean"] == 5.0
     assert m["length/truncated/mean"] == 8.0 and m["truncation_ratio"] == 0.25
     assert m["zero_variance_groups"] == 0.5                       # the second group is all 1s
+
+
+def test_plot_smoothing_is_a_debiased_moving_average():
+    from reasoner.metrics.plots import smooth
+
+    assert smooth([1.0, 1.0, 1.0], 0.9) == pytest.approx([1.0, 1.0, 1.0])  # debiased: no pull towards 0
+    assert smooth([0.0, 1.0], 0.5) == pytest.approx([0.0, 2 / 3])         # (0.5*0 + 0.5*1) / (1 - 0.25)
+    assert smooth([3.0, 5.0], 0.0) == [3.0, 5.0]

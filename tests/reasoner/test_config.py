@@ -164,3 +164,22 @@ def test_overriding_one_key_keeps_the_sections_non_class_defaults(tmp_path):
     assert cfg.middle.inner == _Inner(lr=3.0, warmup=7) and cfg.middle.name == "other"
     with pytest.raises(ConfigError, match="unknown config key 'middle.inner.lrr'"):
         load_config(_Outer, overrides=["middle.inner.lrr=1"])
+
+
+@pytest.mark.parametrize("stage, cls_path", [("train", "reasoner.training:TrainConfig"),
+                                              ("eval", "reasoner.evaluation:EvalConfig"),
+                                              ("demo", "reasoner.pipeline:PipelineConfig")])
+def test_print_config_shows_every_key_and_reloads_to_the_same_config(capsys, tmp_path, stage, cls_path):
+    import importlib
+
+    from reasoner import cli
+    from reasoner.config import to_dict
+
+    module, name = cls_path.split(":")
+    cls = getattr(importlib.import_module(module), name)
+    assert cli.main([stage, "--print-config", "seed=3"]) == 0
+    printed = capsys.readouterr().out
+    (tmp_path / "printed.yaml").write_text(printed)
+    expected = load_config(cls, ["demo"] if stage == "demo" else None, ["seed=3"])
+    assert load_config(cls, tmp_path / "printed.yaml") == expected
+    assert set(yaml.safe_load(printed)) == set(to_dict(expected))  # every top-level key, defaults included
