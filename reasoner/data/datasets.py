@@ -39,6 +39,22 @@ class DataConfig:
             raise ConfigError(f"data.num_examples must be >= 1, got {self.num_examples}")
 
 
+def prompt_fields(value: Any, where: str) -> dict[str, Any]:
+    """What a row's prompt field contributes to an example: `problem` (text), and for a conversational prompt
+    (TRL's format: a list of `{"role", "content"}` messages) the messages too, which the chat template renders."""
+    if isinstance(value, list):
+        if not value or not all(isinstance(m, dict) and "role" in m and "content" in m for m in value):
+            raise DatasetError(f"{where} must be text or a list of chat messages with 'role' and 'content'")
+        users = [str(m["content"]) for m in value if m["role"] == "user"]
+        if not users:
+            raise DatasetError(f"{where}: the conversation has no user message")
+        return {"problem": users[-1], "prompt_messages": [{"role": str(m["role"]), "content": str(m["content"])}
+                                                          for m in value]}
+    if isinstance(value, dict):
+        raise DatasetError(f"{where} must be text or a list of chat messages, got a mapping")
+    return {"problem": str(value)}
+
+
 def load_examples(cfg: DataConfig, *, require_answer: bool = True) -> list[dict[str, Any]]:
     rows, origin = _read_rows(cfg)
     examples = []
@@ -52,7 +68,7 @@ def load_examples(cfg: DataConfig, *, require_answer: bool = True) -> list[dict[
                                    f"{', '.join(sorted(row)) or 'none'})")
         example = dict(row)
         example["id"] = str(row.get(cfg.id_field, index))
-        example["problem"] = str(row[cfg.prompt_field])
+        example.update(prompt_fields(row[cfg.prompt_field], f"{where}: field '{cfg.prompt_field}'"))
         if cfg.answer_field in row:
             example["answer"] = str(row[cfg.answer_field])
         examples.append(example)

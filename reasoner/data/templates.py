@@ -47,21 +47,38 @@ class Prompt:
     example: dict[str, Any] = field(default_factory=dict)  # the row, with `answer` set for the verifiers
 
 
-def render_prompt(tokenizer, problem: str, prompt: PromptConfig | None = None) -> str:
+def render_prompt(tokenizer, problem: str, prompt: PromptConfig | None = None,
+                  messages: Sequence[Mapping[str, str]] | None = None) -> str:
+    """The prompt text for `problem`; a conversational prompt (`messages`) is rendered by the chat template as it
+    is, with the configured system prompt added when it has none and the instruction appended to its last user
+    message."""
     prompt = prompt or PromptConfig()
     content = f"{problem}{prompt.instruction}"
     template, system_prompt = prompt.template, prompt.system_prompt
+    if messages is not None and template != "chat":
+        raise ConfigError(f"a conversational prompt (a list of messages) needs prompt.template=chat, not {template!r}")
     if template == "chat":
         if getattr(tokenizer, "chat_template", None) is None:
             raise ConfigError("prompt.template is 'chat' but the tokenizer has no chat template; use 'r1' or 'raw'")
-        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
+        chat = _conversation(messages, prompt) if messages is not None else \
+            ([{"role": "system", "content": system_prompt}] if system_prompt else []) + \
             [{"role": "user", "content": content}]
-        return tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return tokenizer.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
     if template == "r1":
         return R1_ZERO_TEMPLATE.format(problem=content)
     if template == "raw":
         return content
     raise ConfigError(f"unknown prompt template '{template}'; valid templates: {', '.join(TEMPLATES)}")
+
+
+def _conversation(messages: Sequence[Mapping[str, str]], prompt: PromptConfig) -> list[dict[str, str]]:
+    chat = [dict(m) for m in messages]
+    if prompt.system_prompt and not any(m["role"] == "system" for m in chat):
+        chat.insert(0, {"role": "system", "content": prompt.system_prompt})
+    if prompt.instruction:
+        last = max(i for i, m in enumerate(chat) if m["role"] == "user")
+        chat[last] = {**chat[last], "content": chat[last]["content"] + prompt.instruction}
+    return chat
 
 
 def build_prompts(tokenizer, examples: Sequence[Mapping[str, Any]],
@@ -70,7 +87,7 @@ def build_prompts(tokenizer, examples: Sequence[Mapping[str, Any]],
     naming the row."""
     prompt = prompt or PromptConfig()
     max_prompt_tokens = prompt.max_prompt_tokens
-    texts = [render_prompt(tokenizer, str(ex["problem"]), prompt) for ex in examples]
+    texts = [render_prompt(tokenizer, str(ex["problem"]), prompt, ex.get("prompt_messages")) for ex in examples]
     # Chat templates already contain any BOS / special tokens, so none are added here.
     encoded = tokenizer(texts, add_special_tokens=False)["input_ids"]
     prompts = []

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reasoner.data.datasets import DataConfig, DatasetError
+from reasoner.data.datasets import DataConfig, DatasetError, prompt_fields
 from reasoner.data.templates import PromptConfig, render_prompt
 
 ROW_FORMATS = ("auto", "messages", "prompt_response")
@@ -59,7 +59,7 @@ def load_sft_rows(data: DataConfig, *, response_field: str = "response", message
         example = dict(row)
         example["id"] = str(row.get(data.id_field, index))
         if has_pair:
-            example["problem"] = str(row[data.prompt_field])
+            example.update(prompt_fields(row[data.prompt_field], f"{origin}, {index}: field '{data.prompt_field}'"))
         out.append(example)
         if data.limit is not None and len(out) >= data.limit:
             break
@@ -82,7 +82,7 @@ def tokenize_examples(tokenizer, rows: Sequence[Mapping[str, Any]], *, prompt: P
         if use_chat and row.get(messages_field):
             ids, mask = _chat_tokens(tokenizer, row[messages_field], where)
         elif not use_chat and "problem" in row and response_field in row:
-            text = render_prompt(tokenizer, str(row["problem"]), prompt)
+            text = render_prompt(tokenizer, str(row["problem"]), prompt, row.get("prompt_messages"))
             p_ids = tokenizer(text, add_special_tokens=False)["input_ids"]
             if prompt.max_prompt_tokens is not None and len(p_ids) > prompt.max_prompt_tokens:
                 raise DatasetError(f"{where}: the prompt has {len(p_ids)} tokens, more than "

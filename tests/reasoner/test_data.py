@@ -100,3 +100,21 @@ def test_templates_render_chat_r1_and_raw(tokenizer):
     system = PromptConfig(system_prompt="Be brief.", instruction=" Think.")
     text = build_prompts(tokenizer, rows, system)[0].text
     assert "Be brief." in text and "What is 2 + 2? Think." in text
+
+
+def test_a_conversational_prompt_renders_as_the_chat_template_would(tokenizer, tmp_path):
+    messages = [{"role": "system", "content": "Answer tersely."}, {"role": "user", "content": "What is 2 + 2?"}]
+    path = tmp_path / "conv.jsonl"
+    path.write_text(json.dumps({"prompt": messages, "answer": "4"}) + "\n")
+    (ex,) = load_examples(DataConfig(source=str(path), prompt_field="prompt"))
+    assert ex["problem"] == "What is 2 + 2?" and ex["prompt_messages"] == messages
+    (p,) = build_prompts(tokenizer, [ex])
+    assert p.text == tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    assert "[{" not in p.text  # not the string of a Python list
+    with_instruction = build_prompts(tokenizer, [ex], PromptConfig(instruction=" Box it.", system_prompt="Ignored."))
+    assert "What is 2 + 2? Box it." in with_instruction[0].text and "Ignored." not in with_instruction[0].text
+    with pytest.raises(ValueError, match="needs prompt.template=chat"):
+        build_prompts(tokenizer, [ex], PromptConfig(template="r1"))
+    path.write_text(json.dumps({"prompt": [{"content": "no role"}], "answer": "4"}) + "\n")
+    with pytest.raises(DatasetError, match="conv.jsonl, line 1: field 'prompt' must be text or a list of chat"):
+        load_examples(DataConfig(source=str(path), prompt_field="prompt"))

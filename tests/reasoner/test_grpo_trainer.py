@@ -129,6 +129,30 @@ def test_resume_gives_the_same_metrics_as_a_straight_run(tiny_model_dir, tmp_pat
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
 
 
+@pytest.mark.parametrize("form", ["jsonl", "parquet", "save_to_disk", "save_to_disk_dict", "conversational"])
+def test_every_data_form_trains_a_step(tiny_model_dir, tmp_path, form):
+    import datasets
+
+    rows = arithmetic(8, split="train")
+    if form == "conversational":
+        rows = [{"prompt": [{"role": "user", "content": r["problem"]}], "answer": r["answer"]} for r in rows]
+    ds = datasets.Dataset.from_list(rows)
+    source = tmp_path / "data"
+    if form == "jsonl" or form == "conversational":
+        source = source.with_suffix(".jsonl")
+        source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif form == "parquet":
+        source = source.with_suffix(".parquet")
+        ds.to_parquet(str(source))
+    elif form == "save_to_disk":
+        ds.save_to_disk(str(source))
+    else:
+        datasets.DatasetDict({"train": ds}).save_to_disk(str(source))
+    extra = {"data.prompt_field": "prompt"} if form == "conversational" else {}
+    result = train(small_config(tiny_model_dir, tmp_path / "run", steps=1, **{"data.source": source, **extra}))
+    assert result.steps == 1 and result.metrics[0]["length/mean"] > 0
+
+
 class _Planted:
     """A pickle that would write `marker` when unpickled: what a tampered checkpoint could hold."""
 
