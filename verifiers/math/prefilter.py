@@ -125,9 +125,9 @@ def _bound(expr: str) -> float:
     n = len(expr)
     while i < n:
         ch = expr[i]
-        if ch.isdigit():
+        if ch.isdecimal():  # what `int()` reads; not isdigit(), which also admits `⁹` (int('⁹') raises)
             j = i
-            while j < n and expr[j].isdigit():
+            while j < n and expr[j].isdecimal():
                 j += 1
             last = _log10_literal(expr[i:j])
             total += last

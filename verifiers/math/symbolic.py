@@ -65,8 +65,8 @@ def _build(tree: tuple, real: bool) -> Any:
     """The screen's tree as a sympy expression; symbols carry latex2sympy's assumptions (real unless the text
     looks complex, in which case latex2sympy declares them non-real)."""
     op = tree[0]
-    if op == "num":
-        return sympy.Float(tree[1]) if "." in tree[1] else sympy.Integer(tree[1])
+    if op == "num":  # sympy.Number keeps every digit of a decimal, as latex2sympy does (Float rounds to 15)
+        return sympy.Number(tree[1]) if "." in tree[1] else sympy.Integer(tree[1])
     if op == "var":
         return sympy.Symbol(tree[1], real=real)
     if op == "const":
@@ -107,7 +107,8 @@ def heavy_compare(gold: str, pred: str, g_pct: bool, p_pct: bool, cfg: CompareCo
 
 def _equal(g: Any, p: Any, cfg: CompareConfig) -> tuple[str, str]:
     if _is_constant(g) and _is_constant(p):
-        return constants_equal(g, p, cfg.tolerance)
+        exact = cfg.strict and bool(getattr(g, "is_Integer", False))  # integer golds: no tolerance (judge.py)
+        return constants_equal(g, p, cfg.tolerance, exact=exact)
     if isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr) and _differ_at_points(g, p):
         return NO, "numeric"
     ok = verify(g, p, strict=True, timeout_seconds=None)
@@ -118,16 +119,18 @@ def _is_constant(x: Any) -> bool:
     return isinstance(x, sympy.Expr) and not x.free_symbols
 
 
-def constants_equal(a: sympy.Expr, b: sympy.Expr, rel_tol: float) -> tuple[str, str]:
+def constants_equal(a: sympy.Expr, b: sympy.Expr, rel_tol: float, exact: bool = False) -> tuple[str, str]:
+    """`exact`: no relative tolerance even when a side holds a decimal (an integer gold in strict mode)."""
     a, b = _doit(a), _doit(b)
     if a.is_Rational and b.is_Rational:
         return (YES if a == b else NO), "sympy"
     approximate = a.has(sympy.Float) or b.has(sympy.Float)
-    digits = 30 if approximate else 60
+    tolerant = approximate and not exact
+    digits = 30 if tolerant else 60
     try:  # sympy Floats have arbitrary exponents: no overflow for 2^{100000}, no underflow for 1/2004!
         scale = sympy.Max(abs(a.evalf(digits)), abs(b.evalf(digits)))
         diff = abs((a - b).evalf(digits))
-        tolerance = sympy.Float(rel_tol if approximate else 1e-45, digits) * scale
+        tolerance = sympy.Float(rel_tol if tolerant else 1e-45, digits) * scale
         differ = bool(diff > tolerance)
     except (TypeError, ValueError, ArithmeticError):
         ok = verify(a, b, strict=True, timeout_seconds=None)
