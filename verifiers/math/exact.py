@@ -218,7 +218,7 @@ def _check_size(value: Fraction) -> None:
 
 
 def is_exact_integer(x: Exact) -> bool:
-    """An integer written without a decimal point (`2016`, `2^{30}`, `\\frac{10}{2}`): exact in strict mode."""
+    """An integer written without a decimal point (`2016`, `2^{30}`, `\\frac{10}{2}`): compared exactly."""
     return not x.approximate and x.value.denominator == 1
 
 

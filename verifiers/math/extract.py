@@ -21,8 +21,9 @@ import re
 from dataclasses import dataclass
 
 from .delimiters import BOX_COMMANDS, last_boxed, matching_brace, strip_math_delimiters
-from .free_form import MAX_SEGMENT, read_free_form, read_phrase, read_sole_value
+from .free_form import MAX_SEGMENT, read_free_form, read_phrase, read_sole_value, read_value
 from .free_form import RULES as FREE_FORM_RULES
+from .normalize import is_unit
 
 EXTRACT_MODES = ("answer_tag", "boxed", "auto", "free_form")
 ANSWER_TAG, BOXED = "answer_tag", "boxed"
@@ -84,11 +85,23 @@ def _inside_tag(content: str) -> Extraction | None:
     text = strip_math_delimiters(content.strip())
     if not text:
         return None
-    if len(text) <= MAX_SEGMENT and is_sentence(text):  # "The answer is 18.", "Janet makes $18 a day."
-        found = read_phrase(text) or read_sole_value(text)
-        if found is not None:
-            return Extraction(found.answer, ANSWER_TAG, content.strip())
+    if len(text) <= MAX_SEGMENT:
+        value = _value_with_unit(text)  # `445 dollars`, `$18`, `1,234`
+        if value is None and is_sentence(text):  # "The answer is 18.", "Janet makes $18 a day."
+            found = read_phrase(text) or read_sole_value(text)
+            value = None if found is None else found.answer
+        if value is not None:
+            return Extraction(value, ANSWER_TAG, content.strip())
     return Extraction(text, ANSWER_TAG, content.strip())
+
+
+def _value_with_unit(text: str) -> str | None:
+    """A prose number and nothing but a unit after it (`445 dollars`, `$18`, `18%`); None otherwise."""
+    value = read_value(text)
+    if value is None:
+        return None
+    rest = text[value[1]:].strip().rstrip(".")
+    return value[0] if not rest or is_unit(rest) else None
 
 
 def is_sentence(text: str) -> bool:

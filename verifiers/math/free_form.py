@@ -247,7 +247,12 @@ def value_tokens(text: str) -> list[Token]:
                 if clock is not None and clock.group(1) != "00":  # `7:30` is a time, not the number 7
                     i = clock.end()
                     continue
-                tokens.append(Token(i, run.end(), run_value(raw), "=" in raw or _after_equals(text, i)))
+                if "=" in raw:  # a computation: its result
+                    tokens.append(Token(i, run.end(), run_value(raw), True))
+                else:  # numbers and operators without a result (`48+24`, `$16 + $20`): the last number
+                    last = list(_VALUE_RE.finditer(raw))[-1]
+                    tokens.append(Token(i + last.start(), run.end(), run_value(last.group(0)),
+                                        _after_equals(text, i)))
                 i = run.end()
                 continue
         i += 1

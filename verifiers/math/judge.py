@@ -257,9 +257,9 @@ def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace:
             trace.note("float" if (eg.approximate or ep.approximate) and eg.value != ep.value else "exact")
             return YES if ok else NO
         if g.percent == p.percent:
-            # decimals carry the comparison tolerance; exact expressions (and integer golds in strict mode)
-            # only 30-digit rounding noise
-            exact_gold = cfg.strict and eg is not None and is_exact_integer(eg)
+            # decimals carry the comparison tolerance; exact expressions (and integer golds) only 30-digit
+            # rounding noise
+            exact_gold = eg is not None and is_exact_integer(eg)
             tol = cfg.tolerance if ("." in gv or "." in pv) and not exact_gold else 1e-20
             if clearly_different(gv, pv, tol):
                 trace.note("screen")
@@ -284,10 +284,10 @@ def _sides(g: Leaf, p: Leaf, cfg: CompareConfig, trace: _Trace) -> tuple[str, st
 
 
 def _numbers_close(g: Exact, p: Exact, g_pct: bool, p_pct: bool, cfg: CompareConfig) -> bool:
-    if cfg.strict and is_exact_integer(g):
-        # An integer gold is exact: a relative tolerance would let `1000000008.0` pass for 1000000007.
-        return g.value == p.value
-    tol = cfg.tolerance
+    # An integer gold is exact, in both modes: a relative tolerance would let `1000000008.0` pass for
+    # 1000000007 (strict) and `$1,000,000.50` for 1000000 (lenient). Other golds: `rel_tol` when a side is a
+    # decimal (exact.close).
+    tol = 0.0 if is_exact_integer(g) else cfg.tolerance
     if close(g, p, tol):
         return True
     if cfg.strict or g_pct == p_pct:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .extract import strip_math_delimiters
+from .delimiters import strip_math_delimiters
 
 MAX_ITEMS = 100
 
@@ -68,7 +68,7 @@ _ASSIGN = re.compile(r"^([a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\[a-zA-Z]+)=(?!=)(.+)
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _PERCENT_TAIL = re.compile(r"(?:\\%|%|\\text\{\s*percent\s*\}|percent)$")
 _UNIT_TAIL = re.compile(r"\\(?:" + _TEXT_CMDS + r")\s*\{([^{}]*)\}\s*(?:\^\s*\{?\s*\d\s*\}?)?\s*$")
-_UNIT_WORD = re.compile(r"[A-Za-z][A-Za-z./-]*")
+_UNIT_WORD = re.compile(r"[A-Za-z][A-Za-z./-]*(?:\^\{?[23]\}?)?")
 _NOT_UNITS = frozenset(
     "or and not no nor but maybe possibly perhaps probably either else if than then plus minus times over "
     "wait actually is it its correct incorrect wrong right answer also instead rather approx approximately about "

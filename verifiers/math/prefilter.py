@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .extract import matching_brace
+from .delimiters import matching_brace
 
 
 @dataclass(frozen=True)

@@ -107,7 +107,7 @@ def heavy_compare(gold: str, pred: str, g_pct: bool, p_pct: bool, cfg: CompareCo
 
 def _equal(g: Any, p: Any, cfg: CompareConfig) -> tuple[str, str]:
     if _is_constant(g) and _is_constant(p):
-        exact = cfg.strict and bool(getattr(g, "is_Integer", False))  # integer golds: no tolerance (judge.py)
+        exact = bool(getattr(g, "is_Integer", False))  # integer golds: no tolerance (judge.py)
         return constants_equal(g, p, cfg.tolerance, exact=exact)
     if isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr) and _differ_at_points(g, p):
         return NO, "numeric"
@@ -120,7 +120,7 @@ def _is_constant(x: Any) -> bool:
 
 
 def constants_equal(a: sympy.Expr, b: sympy.Expr, rel_tol: float, exact: bool = False) -> tuple[str, str]:
-    """`exact`: no relative tolerance even when a side holds a decimal (an integer gold in strict mode)."""
+    """`exact`: no relative tolerance even when a side holds a decimal (an integer gold)."""
     a, b = _doit(a), _doit(b)
     if a.is_Rational and b.is_Rational:
         return (YES if a == b else NO), "sympy"
