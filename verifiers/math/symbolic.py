@@ -61,32 +61,26 @@ def parse_leaf(text: str) -> Any:
     return parse_latex(text)
 
 
+_SYMPY = screen.Arithmetic(
+    div=lambda a, b: a / b,
+    power=lambda a, b: a**b,
+    root=lambda a, b: sympy.sqrt(a) if b == 2 else a ** (sympy.Integer(1) / b),
+)
+_SYMPY_CONSTANTS = {"pi": sympy.pi, "e": sympy.E, "I": sympy.I}
+
+
 def _build(tree: tuple, real: bool) -> Any:
-    """The screen's tree as a sympy expression; symbols carry latex2sympy's assumptions (real unless the text
-    looks complex, in which case latex2sympy declares them non-real)."""
-    op = tree[0]
-    if op == "num":  # sympy.Number keeps every digit of a decimal, as latex2sympy does (Float rounds to 15)
-        return sympy.Number(tree[1]) if "." in tree[1] else sympy.Integer(tree[1])
-    if op == "var":
-        return sympy.Symbol(tree[1], real=real)
-    if op == "const":
-        return {"pi": sympy.pi, "e": sympy.E, "I": sympy.I}[tree[1]]
-    if op == "neg":
-        return -_build(tree[1], real)
-    a, b = _build(tree[1], real), _build(tree[2], real)
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if op == "div":
-        return a / b
-    if op == "pow":
-        return a**b
-    if op == "root":
-        return sympy.sqrt(a) if b == 2 else a ** (sympy.Integer(1) / b)
-    raise ValueError(op)
+    """The screen's tree as a sympy expression (its operator table: screen.fold); symbols carry latex2sympy's
+    assumptions (real unless the text looks complex, in which case latex2sympy declares them non-real)."""
+
+    def leaf(node: tuple) -> Any:
+        if node[0] == "num":  # sympy.Number keeps every digit of a decimal, as latex2sympy does (Float: 15)
+            return sympy.Number(node[1]) if "." in node[1] else sympy.Integer(node[1])
+        if node[0] == "var":
+            return sympy.Symbol(node[1], real=real)
+        return _SYMPY_CONSTANTS[node[1]]
+
+    return screen.fold(tree, leaf, _SYMPY)
 
 
 def heavy_compare(gold: str, pred: str, g_pct: bool, p_pct: bool, cfg: CompareConfig) -> tuple[str, str]:
