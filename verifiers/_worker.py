@@ -4,7 +4,7 @@ The pool starts one fresh interpreter, the *fork server*: `python -c "…; main(
 It caps its own address space (inherited by every worker), imports the handler (`module:function`) and runs
 the module's optional `warm_up()`, then waits on a Unix socket. For each request it receives two pipe ends
 (SCM_RIGHTS) and forks a worker that serves payloads on them. The fork server is single-threaded and imports
-only the handler's modules, so forking it is safe and costs milliseconds, and every worker starts warm: a
+only the handler's modules, so forking it is safe and cheap, and every worker starts warm: a
 worker killed at its deadline is replaced without paying an interpreter start-up and warm-up again.
 
 Lifetimes: the fork server reaps its workers (SIGCHLD) and, when the pool's end of the socket closes (close()

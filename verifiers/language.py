@@ -2,7 +2,7 @@
 
 R1 adds "the proportion of target language words in the CoT" to the reward to stop language mixing. We measure
 it by Unicode script, which is exact for the languages that differ by script (English vs Chinese, Japanese,
-Korean, Russian, Arabic, Hindi, Greek, Hebrew, Thai) and costs microseconds:
+Korean, Russian, Arabic, Hindi, Greek, Hebrew, Thai) and is cheap:
 
 - a *word* is a run of Latin letters (2+ letters: one-letter tokens are variables like `x`, not words), a run
   of Cyrillic / Greek / Arabic / Hebrew / Devanagari / Hangul / Thai letters, or a single Han, Hiragana or
@@ -11,7 +11,7 @@ Korean, Russian, Arabic, Hindi, Greek, Hebrew, Thai) and costs microseconds:
 - mathematics is not language: `$…$`, `\\(…\\)`, `\\[…\\]` spans and `\\commands` are removed first;
 - target `en` means "Latin script": French or German thoughts would count as English. A per-word language
   detector cannot do better on two-letter tokens, and the detectors that ship their models in a wheel
-  (langid, lingua) add megabytes and milliseconds per call for a distinction this reward does not need.
+  (langid, lingua) add model files and per-call cost for a distinction this reward does not need.
 
 The target comes from the example's `language` field when present, else from the `target` option.
 """
@@ -73,9 +73,9 @@ def strip_math(text: str) -> str:
     """`text` with `$$…$$`, `$…$`, `\\(…\\)`, `\\[…\\]` spans and `\\commands` replaced by a space each.
 
     One left-to-right pass: at each opener the first matching closer is found with `str.find`, and a closer
-    found absent is remembered as absent for the rest of the text. The regex this replaces
-    (`\\$\\$.*?\\$\\$|…`, lazy) rescanned to the end at every unclosed `\\(`: quadratic, 1.2 s for 8000 of
-    them (docs/verifiers.md); the spans found are the same (tests/verifiers/test_vf_format_language.py).
+    found absent is remembered as absent for the rest of the text, so the cost is linear in the length. The
+    regex this replaces (`\\$\\$.*?\\$\\$|…`, lazy) rescanned to the end at every unclosed `\\(`: quadratic
+    (measured before and after: docs/verifiers.md). The spans found are the same (test_vf_hardening.py).
     """
     out: list[str] = []
     nxt: dict[str, int] = {}  # closer -> the position of its next occurrence at or after the last search

@@ -1,6 +1,6 @@
 """Brace matching, the last `\\boxed{…}`, and math delimiters: the string helpers every extraction rule shares.
 
-Each is one forward scan or an `rfind`, so a megabyte completion costs milliseconds (docs/verifiers.md).
+Each is one forward scan or an `rfind`: linear in the completion's length (docs/verifiers.md times a megabyte).
 """
 from __future__ import annotations
 

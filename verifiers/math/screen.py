@@ -1,12 +1,12 @@
 """Numerical screening: decide in-process that two answers are *different*, without sympy.
 
 Most answers a policy writes are wrong, and for a symbolic gold (`3\\sqrt{13}`, `2\\pi r^2`, `x^2+2x-1`) proving
-that takes a LaTeX parse in a worker (ANTLR in Python: ~6 ms per expression) and sympy. Evaluating both sides
-at two fixed points with mpmath at 30 digits takes microseconds, and when the values clearly differ, the
-answer is wrong. This tier only ever says NO: agreement at the points proves nothing and goes on to the
-symbolic tier, so a wrong screen can cost a false negative, never a false positive. To keep it from costing
-those, it mirrors how latex2sympy (the parser of the symbolic tier) reads the same text and refuses anything
-else:
+that takes a LaTeX parse in a worker (ANTLR, in pure Python) and sympy. Evaluating both sides at two fixed
+points with mpmath at 30 digits costs a small fraction of that (docs/verifiers.md), and when the values
+clearly differ, the answer is wrong. This tier only ever says NO: agreement at the points proves nothing and
+goes on to the symbolic tier, so a wrong screen can cost a false negative, never a false positive. To keep it
+from costing those, it mirrors how latex2sympy (the parser of the symbolic tier) reads the same text and
+refuses anything else:
 
 - implicit multiplication binds tighter than `/`, `\\cdot`, `\\times` (`1/2x` is 1/(2x)); `-x^2` is -(x^2);
 - a letter is a variable, case-folded as latex2sympy does (`R` is `r`), except `e` (Euler's number, while

@@ -13,7 +13,7 @@ input; the pool's deadline is what bounds it). It wraps math-verify where math-v
   (no signal-based timeout: `timeout_seconds=None`) makes the positive decision.
 - Relations, sets, matrices and everything else go to math-verify's `verify` directly.
 
-Parsing: latex2sympy's ANTLR parser runs in pure Python at 5-30 ms per expression, which dominated this tier.
+Parsing: latex2sympy's ANTLR parser runs in pure Python, and it dominated this tier (docs/verifiers.md).
 Leaves that the numerical screen can read (polynomials, radicals, π, fractions: see screen.py, whose
 reading is tested against latex2sympy's) are built into sympy directly from the screen's tree.
 """
@@ -51,7 +51,7 @@ def parse_latex(text: str) -> Any:
 @lru_cache(maxsize=8192)
 def parse_leaf(text: str) -> Any:
     """sympy object for a leaf: built straight from the screen's tree when the screen reads the text (it reads
-    it as latex2sympy does, see screen.py; ~50x faster than the ANTLR parser in Python), else latex2sympy."""
+    it as latex2sympy does, see screen.py; far cheaper than the ANTLR parser: docs/verifiers.md), else latex2sympy."""
     tree = screen.compile_expr(text)
     if tree is not None:
         try:
