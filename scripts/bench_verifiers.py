@@ -20,7 +20,9 @@ regex it replaced) and after, on inputs that made the regex quadratic; the LaTeX
 ANTLR parser against the direct build from the screen's tree, and the screen itself) on MATH-500 golds;
 extraction on megabyte completions; the exact tier's worst case; replacing a killed worker.
 
-    python scripts/bench_verifiers.py [--workers 2] [--deadline 3] [--symbolic-only | --micro]
+`--free-form` prints the agreement on the labelled free-form GSM8K set (tests/verifiers/free_form_set.py).
+
+    python scripts/bench_verifiers.py [--workers 2] [--deadline 3] [--symbolic-only | --micro | --free-form]
 """
 from __future__ import annotations
 
@@ -164,6 +166,47 @@ def micro(base: Path) -> None:
     _micro_pool()
 
 
+def free_form(base: Path) -> None:
+    """Agreement on the labelled free-form GSM8K set (tests/verifiers/free_form_set.py), `extract=auto`."""
+    from collections import Counter
+
+    from tests.verifiers.free_form_set import build, load_rows
+    from verifiers import get_verifier
+
+    items = build(load_rows(base))
+    labels = Counter(it["label"] for it in items)
+    print(f"{len(items)} items ({labels[True]} correct, {labels[False]} wrong-answer controls), "
+          f"{len({it['style'] for it in items})} styles")
+    for gold_format in ("gsm8k", "plain"):
+        for mode in ("strict", "lenient"):
+            v = get_verifier("math", extract="auto", gold_format=gold_format, mode=mode)
+            try:
+                scores = v.score_batch([it["completion"] for it in items], items)
+            finally:
+                v.close()
+            fp = [it for it, sc in zip(items, scores) if sc.correct and not it["label"]]
+            fn = [it for it, sc in zip(items, scores) if not sc.correct and it["label"]]
+            agree = len(items) - len(fp) - len(fn)
+            misses = Counter(it["style"] for it in fn).most_common(3)
+            print(f"  gold_format={gold_format:5s} mode={mode:7s} agreement {agree}/{len(items)} = "
+                  f"{agree / len(items):.3%}; false positives {len(fp)}, false negatives {len(fn)} {misses}")
+    from tests.verifiers.test_vf_labelled import unbox
+
+    rows = [json.loads(line) for line in
+            open(base / "math" / "labelled_qwen25math_math_cot_800.jsonl", encoding="utf-8")]
+    unboxed = [dict(r, completion=unbox(r["completion"])) for r in rows]
+    for mode in ("strict", "lenient"):
+        v = get_verifier("math", extract="auto", mode=mode)
+        try:
+            scores = v.score_batch([r["completion"] for r in unboxed], unboxed)
+        finally:
+            v.close()
+        agree = sum(sc.correct == r["label"] for r, sc in zip(unboxed, scores))
+        rules = Counter(sc.details.get("extracted", {}).get("rule") for sc in scores)
+        print(f"labelled-800 with every box unwrapped, mode={mode}: agreement {agree}/800 = {agree / 800:.3%}; "
+              f"read by {dict(rules)}")
+
+
 def _micro_parsers(base: Path) -> None:
     from verifiers.math import screen
     from verifiers.math.normalize import Leaf, parse_answer
@@ -235,6 +278,7 @@ def main() -> None:
     ap.add_argument("--symbolic-only", action="store_true",
                     help="only pairs that need sympy (symbolic golds against an algebraically equal rewrite)")
     ap.add_argument("--micro", action="store_true", help="the small measurements quoted in docs/verifiers.md")
+    ap.add_argument("--free-form", action="store_true", help="agreement on the labelled free-form GSM8K set")
     args = ap.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     base = data_dir()
@@ -242,6 +286,9 @@ def main() -> None:
         sys.exit(f"shared data not found under {base} (set REASONER_SHARED_DATA)")
     if args.micro:
         micro(base)
+        return
+    if args.free_form:
+        free_form(base)
         return
     sets = symbolic_pairs(base) if args.symbolic_only else load_pairs(base)
     if not args.symbolic_only:

@@ -208,3 +208,19 @@ def test_null_and_odd_golds_are_data_errors(strict_math):
     with pytest.raises(ValueError, match="must be a string or a number, got list"):
         strict_math.score("\\boxed{1}", {"answer": [1]})
     assert strict_math.score("\\boxed{None}", {"answer": "None"}).correct  # the word itself is a fine gold
+
+
+# ------------------------------------------------------------------------------------------ the workers' parser
+def test_answers_shaped_as_python_never_run(strict_math, tmp_path):
+    """The symbolic tier's parsers must read answers as LaTeX, never evaluate them: nothing here may create
+    its file (latex2sympy goes through an ANTLR grammar; sympify/parse_expr on a string would eval it)."""
+    marker = tmp_path / "ran"
+    payloads = [
+        f"__import__('os').system('touch {marker}')", f"\\text{{__import__('os').system('touch {marker}')}}",
+        f"\\operatorname{{exec}}(\"open('{marker}','w')\")", f"\\mathrm{{eval}}(open('{marker}','w'))",
+        f"x = __import__('os').system('touch {marker}')", f"(lambda: open('{marker}', 'w'))()",
+        f"\\sqrt{{__import__('os').system('touch {marker}')}}", f"\\{{open('{marker}','w'), 1\\}}",
+    ]
+    scores = strict_math.score_batch([f"<answer>{p}</answer>" for p in payloads], [{"answer": "x"}] * len(payloads))
+    assert all(s.status in ("parse_error", "wrong") for s in scores), [s.status for s in scores]
+    assert not marker.exists()

@@ -21,8 +21,9 @@ A *value* is a number as prose writes it (`-3`, `1,234.50`, `$18`, `\\$18`, `18%
 and thousands commas dropped, the unit ignored, a percent sign kept for the judge), an arithmetic run whose
 result follows the last `=` (`9 * 2 = 18` reads 18), a bracketed tuple of numbers (`(3, 4)`), or a math span
 (`$…$`, `\\(…\\)`, `\\[…\\]`, `$$…$$`, a `\\boxed{}`), of which the part after the last top-level `=` is the
-answer. A `$` is currency, not a math delimiter, when what it would enclose holds English words (`$18 and $20`)
-or when a digit follows its partner (`$16 + $20`). `7:00` is the hour 7, `7:30` no value; digits glued to
+answer; a formula without a digit counts only when it ends its sentence ("the correct graph is \\(A\\).").
+A `$` is currency, not a math delimiter, when what it would enclose holds English words (`$18 and $20`) or
+when a digit follows its partner (`$16 + $20`). `7:00` is the hour 7, `7:30` no value; digits glued to
 letters (`x2`) are not values.
 
 Only the prose a model means as its answer is read: after the last `</think>` when there is one (an unclosed
@@ -68,6 +69,7 @@ _PHRASE = re.compile(
 _FILLER = re.compile(r"(?:[\s*_`:=]|\\quad|\\qquad|\b(?:therefore|thus|then|just|simply|exactly|approximately"
                      r"|about|indeed|clearly|obviously|so)\b)*", re.IGNORECASE)
 _CLOCK = re.compile(r":(\d\d)")
+_SENTENCE_END = re.compile(r"[ \t*_]*(?:[.!?](?=\s|$)|\n|$)")
 _ALTERNATIVE = re.compile(r"[ \t]*(?:,[ \t]*(?:or\b)?|\bor\b|/)[ \t]*", re.IGNORECASE)
 _WORD = re.compile(r"(?<![\\A-Za-z])[A-Za-z]{2,}")
 _COMMAND_ARG = re.compile(r"\\[A-Za-z]+(?:\s*\{[^{}]*\})?")
@@ -227,9 +229,9 @@ def value_tokens(text: str) -> list[Token]:
                 tokens.append(Token(i, i + box[1], box[0]))
                 i += box[1]
                 continue
-            if span is not None:
+            if span is not None:  # a formula counts when it holds a number or ends its sentence (`is \(A\).`)
                 answer = math_value(span[2])
-                if answer and any(c.isdigit() for c in answer):
+                if answer and (any(c.isdigit() for c in answer) or _SENTENCE_END.match(text, i + span[1])):
                     tokens.append(Token(i, i + span[1], answer, "=" in span[2] or _after_equals(text, i)))
                 i += span[1]
                 continue

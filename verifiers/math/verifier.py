@@ -224,9 +224,9 @@ class MathVerifier(Verifier):
         if outcome.kind == TIMEOUT:
             return Score(0.0, T.TIMEOUT, {**details, "deadline_s": self.options.deadline_s})
         if outcome.kind == MEMORY:
-            return Score(0.0, T.REJECTED, {**details, "reason": str(outcome.value)})
+            return Score(0.0, T.REJECTED, {**details, "reason": str(outcome.value)[:300]})
         # a crash or an exception inside the symbolic tier: the answer could not be processed
-        return Score(0.0, T.PARSE_ERROR, {**details, "reason": f"{outcome.kind}: {outcome.value}"})
+        return Score(0.0, T.PARSE_ERROR, {**details, "reason": f"{outcome.kind}: {outcome.value}"[:300]})
 
 
 def _verdict_reply(value: Any) -> tuple[str, str, str] | None:
