@@ -34,6 +34,7 @@ completion's length.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from .delimiters import last_boxed, matching_brace
@@ -163,6 +164,7 @@ def read_last_number(text: str) -> Found | None:
     """The last value of the final sentence (closing remarks skipped; a truncated fragment gives nothing)."""
     tail = _tail(text.rstrip())
     tokens = value_tokens(tail)
+    starts = [t.start for t in tokens]
     masked = _mask(tail, tokens)
     ends = [m.end() for m in _BOUNDARY.finditer(masked)]
     end = len(tail)
@@ -170,7 +172,7 @@ def read_last_number(text: str) -> Found | None:
     for start in [*reversed(ends), 0]:
         if start >= end:
             continue
-        sentence = [t for t in tokens if start <= t.start < end]
+        sentence = tokens[bisect_left(starts, start) : bisect_left(starts, end)]
         if sentence:  # the last computation's result, else the last value: `2.5*6=15 minutes to go 6 times`
             best = ([t for t in sentence if t.result] or sentence)[-1]
             return Found(best.answer, LAST_NUMBER, tail[best.start:best.end])
