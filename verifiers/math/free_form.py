@@ -219,48 +219,65 @@ def read_value(segment: str) -> tuple[str, int] | None:
 
 
 def value_tokens(text: str) -> list[Token]:
-    """Every value in `text`, left to right: math spans (with a digit in them) and plain-text numbers/runs."""
+    """Every value in `text`, left to right: formulas, bracketed tuples, plain-text numbers and runs."""
     tokens: list[Token] = []
     i, n = 0, len(text)
     while i < n:
-        ch = text[i]
-        if ch in "$\\":
-            box = _box_at(text, i)
-            span = None if box is not None else _math_span_at(text, i)
-            if box is not None:
-                tokens.append(Token(i, i + box[1], box[0]))
-                i += box[1]
-                continue
-            if span is not None:  # a formula counts when it holds a number or ends its sentence (`is \(A\).`)
-                answer = math_value(span[2])
-                if answer and (any(c.isdigit() for c in answer) or _SENTENCE_END.match(text, i + span[1])):
-                    tokens.append(Token(i, i + span[1], answer, "=" in span[2] or _after_equals(text, i)))
-                i += span[1]
-                continue
-        if ch in "([":
-            group = _TUPLE_RE.match(text, i)
-            if group is not None:
-                tokens.append(Token(i, group.end(), tuple_value(group)))
-                i = group.end()
-                continue
-        if ch.isdigit() or ch in "$\\.-−€£":
-            run = _RUN_RE.match(text, i)
-            if run is not None and (i == 0 or not (text[i - 1].isalnum() or text[i - 1] in "_:")):
-                raw = run.group(0)
-                clock = _CLOCK.match(text, run.end())
-                if clock is not None and clock.group(1) != "00":  # `7:30` is a time, not the number 7
-                    i = clock.end()
-                    continue
-                if "=" in raw:  # a computation: its result
-                    tokens.append(Token(i, run.end(), run_value(raw), True))
-                else:  # numbers and operators without a result (`48+24`, `$16 + $20`): the last number
-                    last = list(_VALUE_RE.finditer(raw))[-1]
-                    tokens.append(Token(i + last.start(), run.end(), run_value(last.group(0)),
-                                        _after_equals(text, i)))
-                i = run.end()
-                continue
-        i += 1
+        found = _token_at(text, i)
+        if found is None:
+            i += 1
+            continue
+        token, i = found
+        if token is not None:
+            tokens.append(token)
     return tokens
+
+
+def _token_at(text: str, i: int) -> tuple[Token | None, int] | None:
+    """The value starting at `i` and where to read on; (None, j) for text to skip whole (a formula that holds
+    no value, a clock time); None when no value starts here."""
+    ch = text[i]
+    if ch in "$\\":
+        found = _formula_token(text, i)
+        if found is not None:
+            return found
+    if ch in "([":
+        group = _TUPLE_RE.match(text, i)
+        if group is not None:
+            return Token(i, group.end(), tuple_value(group)), group.end()
+    if ch.isdigit() or ch in "$\\.-−€£":
+        return _number_token(text, i)
+    return None
+
+
+def _formula_token(text: str, i: int) -> tuple[Token | None, int] | None:
+    """A box, or a math span that holds a number or ends its sentence (`the correct graph is \\(A\\).`)."""
+    box = _box_at(text, i)
+    if box is not None:
+        return Token(i, i + box[1], box[0]), i + box[1]
+    span = _math_span_at(text, i)
+    if span is None:
+        return None
+    end = i + span[1]
+    answer = math_value(span[2])
+    if answer and (any(c.isdigit() for c in answer) or _SENTENCE_END.match(text, end)):
+        return Token(i, end, answer, "=" in span[2] or _after_equals(text, i)), end
+    return None, end
+
+
+def _number_token(text: str, i: int) -> tuple[Token | None, int] | None:
+    """A number or arithmetic run in prose (not glued to a word: `x2`, `COVID19`)."""
+    run = _RUN_RE.match(text, i)
+    if run is None or (i > 0 and (text[i - 1].isalnum() or text[i - 1] in "_:")):
+        return None
+    clock = _CLOCK.match(text, run.end())
+    if clock is not None and clock.group(1) != "00":  # `7:30` is a time, not the number 7
+        return None, clock.end()
+    raw = run.group(0)
+    if "=" in raw:  # a computation: its result
+        return Token(i, run.end(), run_value(raw), True), run.end()
+    last = list(_VALUE_RE.finditer(raw))[-1]  # numbers without a result (`48+24`, `$16 + $20`): the last one
+    return Token(i + last.start(), run.end(), run_value(last.group(0)), _after_equals(text, i)), run.end()
 
 
 def run_value(run: str) -> str:
