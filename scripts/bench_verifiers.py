@@ -15,7 +15,14 @@ and ANTLR's prediction cache), and with empty answer caches.
 Also printed: what one trainer step of 128 completions with integer golds costs, how often the two graders
 disagree, per set, and which tier decided. The last line is the speed ratio.
 
-    python scripts/bench_verifiers.py [--workers 2] [--deadline 3] [--symbolic-only]
+`--micro` instead times the pieces docs/verifiers.md quotes: the language reward's math removal before (the
+regex it replaced) and after, on inputs that made the regex quadratic; the LaTeX parsers (latex2sympy's
+ANTLR parser against the direct build from the screen's tree, and the screen itself) on MATH-500 golds;
+extraction on megabyte completions; the exact tier's worst case; replacing a killed worker.
+
+`--free-form` prints the agreement on the labelled free-form GSM8K set (tests/verifiers/free_form_set.py).
+
+    python scripts/bench_verifiers.py [--workers 2] [--deadline 3] [--symbolic-only | --micro | --free-form]
 """
 from __future__ import annotations
 
@@ -128,17 +135,161 @@ def trainer_step(base: Path) -> None:
           f"math statuses {batch.status_counts()['math']}")
 
 
+def _best_ms(fn, repeat: int = 3) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best * 1000
+
+
+def micro(base: Path) -> None:
+    """The small measurements docs/verifiers.md quotes (best of 3 each)."""
+    from verifiers.language import _WORD, word_counts
+
+    old_math = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[a-zA-Z]+", re.DOTALL)
+
+    def old_counts(text: str) -> int:
+        return sum(1 for _ in _WORD.finditer(old_math.sub(" ", text)))
+
+    print("language reward, math removal (ms): unit x n | regex it replaced | now")
+    for unit in ("\\( we ", "we go "):
+        for n in (2000, 4000, 8000):
+            text = unit * n
+            before = _best_ms(lambda t=text: old_counts(t))
+            after = _best_ms(lambda t=text: word_counts(t))
+            print(f"  {unit!r:10s} x {n:5d} | {before:8.1f} | {after:6.1f}")
+    _micro_parsers(base)
+    _micro_extraction()
+    _micro_exact()
+    _micro_pool()
+
+
+def free_form(base: Path) -> None:
+    """Agreement on the labelled free-form GSM8K set (tests/verifiers/free_form_set.py), `extract=auto`."""
+    from collections import Counter
+
+    from tests.verifiers.free_form_set import build, load_rows
+    from verifiers import get_verifier
+
+    items = build(load_rows(base))
+    labels = Counter(it["label"] for it in items)
+    print(f"{len(items)} items ({labels[True]} correct, {labels[False]} wrong-answer controls), "
+          f"{len({it['style'] for it in items})} styles")
+    for gold_format in ("gsm8k", "plain"):
+        for mode in ("strict", "lenient"):
+            v = get_verifier("math", extract="auto", gold_format=gold_format, mode=mode)
+            try:
+                scores = v.score_batch([it["completion"] for it in items], items)
+            finally:
+                v.close()
+            fp = [it for it, sc in zip(items, scores) if sc.correct and not it["label"]]
+            fn = [it for it, sc in zip(items, scores) if not sc.correct and it["label"]]
+            agree = len(items) - len(fp) - len(fn)
+            misses = Counter(it["style"] for it in fn).most_common(3)
+            print(f"  gold_format={gold_format:5s} mode={mode:7s} agreement {agree}/{len(items)} = "
+                  f"{agree / len(items):.3%}; false positives {len(fp)}, false negatives {len(fn)} {misses}")
+    from tests.verifiers.test_vf_labelled import unbox
+
+    rows = [json.loads(line) for line in
+            open(base / "math" / "labelled_qwen25math_math_cot_800.jsonl", encoding="utf-8")]
+    unboxed = [dict(r, completion=unbox(r["completion"])) for r in rows]
+    for mode in ("strict", "lenient"):
+        v = get_verifier("math", extract="auto", mode=mode)
+        try:
+            scores = v.score_batch([r["completion"] for r in unboxed], unboxed)
+        finally:
+            v.close()
+        agree = sum(sc.correct == r["label"] for r, sc in zip(unboxed, scores))
+        rules = Counter(sc.details.get("extracted", {}).get("rule") for sc in scores)
+        print(f"labelled-800 with every box unwrapped, mode={mode}: agreement {agree}/800 = {agree / 800:.3%}; "
+              f"read by {dict(rules)}")
+
+
+def _micro_parsers(base: Path) -> None:
+    from verifiers.math import screen
+    from verifiers.math.normalize import Leaf, parse_answer
+    from verifiers.math.symbolic import _build, parse_latex
+
+    rows = [json.loads(line) for line in open(base / "math" / "math500.jsonl", encoding="utf-8")]
+    leaves = [n.value for n in map(parse_answer, (r["answer"] for r in rows)) if isinstance(n, Leaf) and not n.is_text]
+    readable = [t for t in leaves if screen.compile_expr(t) is not None]
+    parse_latex(readable[0])  # warm
+    t_antlr = _best_ms(lambda: [parse_latex.__wrapped__(t) for t in readable], 1)
+    t_build = _best_ms(lambda: [_build(screen.compile_expr.__wrapped__(t), True) for t in readable], 1)
+    t_screen = _best_ms(lambda: [screen.clearly_different(t, t + "+1", 1e-20) for t in readable], 1)
+    k = len(readable)
+    print(f"parsers, {k} MATH-500 golds the screen reads (ms per expression): latex2sympy {t_antlr / k:.2f}, "
+          f"direct build from the screen's tree {t_build / k:.3f} (x{t_antlr / t_build:.0f}), "
+          f"screen check of a pair {t_screen / k:.3f}")
+
+
+def _micro_extraction() -> None:
+    from verifiers.math.extract import EXTRACT_MODES, extract
+
+    bombs = {"#### x 200k": "#### " * 200_000, "'\\( ' x 330k": "\\( " * 330_000,
+             "'\\boxed{' x 140k": "\\boxed{" * 140_000, "'1+' x 500k": "1+" * 500_000,
+             "prose 1 MB": "She had 3 apples and ate one. " * 33_000}
+    worst = {name: max(_best_ms(lambda t=text, m=mode: extract(t, m), 1) for mode in EXTRACT_MODES)
+             for name, text in bombs.items()}
+    print("extraction of a megabyte completion, slowest mode (ms): "
+          + ", ".join(f"{name} {ms:.0f}" for name, ms in worst.items()))
+
+
+def _micro_exact() -> None:
+    from verifiers.math import exact
+
+    primes = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29)
+    cases = ["+".join(f"\\frac{{{k}^{{99999}}}}{{{k + 1}^{{99998}}}}" for k in range(2, 12)),
+             "+".join(f"\\frac{{1}}{{{p}^{{40000}}+1}}" for p in primes),
+             "\\cdot".join(f"{p}^{{20000}}" for p in primes), "2^{100000}", "10000!", "\\frac{1}{2004!}"]
+
+    def run(text: str) -> None:
+        exact.evaluate.cache_clear()
+        exact.evaluate(text)
+
+    print("exact tier, hostile sums/products and the largest legitimate values (ms): "
+          + ", ".join(f"{c[:24]}… {_best_ms(lambda c=c: run(c)):.1f}" for c in cases))
+
+
+def _micro_pool() -> None:
+    from verifiers.pool import WorkerPool
+
+    with WorkerPool("verifiers.pool_probe:run", workers=2) as pool:
+        t0 = time.perf_counter()
+        pool.start(wait=True)
+        start = time.perf_counter() - t0
+        pool.map([("echo", 1)] * 2, deadline_s=5)
+        replace = []
+        for _ in range(3):
+            pool.map([("spin", 30)] * 2, deadline_s=0.2)
+            t0 = time.perf_counter()
+            pool.map([("echo", 1)] * 2, deadline_s=5)
+            replace.append(time.perf_counter() - t0)
+    print(f"worker pool: fork server start-up {start * 1000:.0f} ms; both workers killed, then a task each: "
+          f"{min(replace) * 1000:.0f}-{max(replace) * 1000:.0f} ms (3 runs)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--deadline", type=float, default=3.0)
     ap.add_argument("--symbolic-only", action="store_true",
                     help="only pairs that need sympy (symbolic golds against an algebraically equal rewrite)")
+    ap.add_argument("--micro", action="store_true", help="the small measurements quoted in docs/verifiers.md")
+    ap.add_argument("--free-form", action="store_true", help="agreement on the labelled free-form GSM8K set")
     args = ap.parse_args()
     logging.getLogger("math_verify").setLevel(logging.ERROR)
     base = data_dir()
     if not (base / "math" / "math500.jsonl").is_file():
         sys.exit(f"shared data not found under {base} (set REASONER_SHARED_DATA)")
+    if args.micro:
+        micro(base)
+        return
+    if args.free_form:
+        free_form(base)
+        return
     sets = symbolic_pairs(base) if args.symbolic_only else load_pairs(base)
     if not args.symbolic_only:
         trainer_step(base)

@@ -4,7 +4,7 @@ The pool starts one fresh interpreter, the *fork server*: `python -c "…; main(
 It caps its own address space (inherited by every worker), imports the handler (`module:function`) and runs
 the module's optional `warm_up()`, then waits on a Unix socket. For each request it receives two pipe ends
 (SCM_RIGHTS) and forks a worker that serves payloads on them. The fork server is single-threaded and imports
-only the handler's modules, so forking it is safe and costs milliseconds, and every worker starts warm: a
+only the handler's modules, so forking it is safe and cheap, and every worker starts warm: a
 worker killed at its deadline is replaced without paying an interpreter start-up and warm-up again.
 
 Lifetimes: the fork server reaps its workers (SIGCHLD) and, when the pool's end of the socket closes (close()
@@ -21,7 +21,8 @@ import socket
 import sys
 import threading
 import time
-from multiprocessing.connection import Connection
+
+from verifiers import wire
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -67,19 +68,30 @@ def main(argv: list[str] | None = None) -> None:
             os.close(fd)
 
 
+REPLY_FD = -1     # this worker's reply pipe and the request being served: `verifiers.pool_probe` uses them to
+CURRENT_SEQ = -1  # play a misbehaving worker
+
+
 def _serve(handler, rfd: int, wfd: int, memory_mb: str) -> None:
-    recv = Connection(rfd, writable=False)
-    send = Connection(wfd, readable=False)
+    """Answer `[seq, payload]` frames with `[seq, kind, value]` frames (`verifiers.wire`) until EOF."""
+    global REPLY_FD, CURRENT_SEQ
+    REPLY_FD = wfd
     _watch_parent(os.getppid())
     code = 0
     try:
-        send.send(("ready", os.getpid()))
+        wire.write_frame(wfd, [0, "ready", os.getpid()])
         while True:
             try:
-                payload = recv.recv()
+                seq, payload = wire.read_frame(rfd)
             except (EOFError, OSError):
                 break
-            send.send(_run(handler, payload, memory_mb))
+            CURRENT_SEQ = seq
+            kind, value = _run(handler, payload, memory_mb)
+            try:
+                frame = wire.encode([seq, kind, value])
+            except (TypeError, ValueError) as exc:  # a result JSON cannot carry: say so instead of dying
+                frame = wire.encode([seq, "error", f"unencodable result: {exc}"[:500]])
+            wire.write_all(wfd, frame)
     except BaseException:  # a broken pipe or the like: nothing to report to, just leave
         code = 1
     finally:

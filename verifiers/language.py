@@ -2,7 +2,7 @@
 
 R1 adds "the proportion of target language words in the CoT" to the reward to stop language mixing. We measure
 it by Unicode script, which is exact for the languages that differ by script (English vs Chinese, Japanese,
-Korean, Russian, Arabic, Hindi, Greek, Hebrew, Thai) and costs microseconds:
+Korean, Russian, Arabic, Hindi, Greek, Hebrew, Thai) and is cheap:
 
 - a *word* is a run of Latin letters (2+ letters: one-letter tokens are variables like `x`, not words), a run
   of Cyrillic / Greek / Arabic / Hebrew / Devanagari / Hangul / Thai letters, or a single Han, Hiragana or
@@ -11,7 +11,7 @@ Korean, Russian, Arabic, Hindi, Greek, Hebrew, Thai) and costs microseconds:
 - mathematics is not language: `$…$`, `\\(…\\)`, `\\[…\\]` spans and `\\commands` are removed first;
 - target `en` means "Latin script": French or German thoughts would count as English. A per-word language
   detector cannot do better on two-letter tokens, and the detectors that ship their models in a wheel
-  (langid, lingua) add megabytes and milliseconds per call for a distinction this reward does not need.
+  (langid, lingua) add model files and per-call cost for a distinction this reward does not need.
 
 The target comes from the example's `language` field when present, else from the `target` option.
 """
@@ -49,7 +49,9 @@ _WORD = re.compile("|".join(
     (f"(?P<{name}>[{cls}]{{2,}})" if name == "latin" else f"(?P<{name}>[{cls}]+)")
     for name, cls in _SCRIPTS.items()
 ))
-_MATH = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[a-zA-Z]+", re.DOTALL)
+_COMMAND = re.compile(r"\\[a-zA-Z]+")
+_OPENER = re.compile(r"[$\\]")  # where a span or a command can start
+_PAIRS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,63 @@ class LanguageOptions:
             raise ValueError(f"{owner}: scope must be 'think' or 'completion', got {self.scope!r}")
 
 
+def strip_math(text: str) -> str:
+    """`text` with `$$…$$`, `$…$`, `\\(…\\)`, `\\[…\\]` spans and `\\commands` replaced by a space each.
+
+    One left-to-right pass: at each opener the first matching closer is found with `str.find`, and a closer
+    found absent is remembered as absent for the rest of the text, so the cost is linear in the length. The
+    regex this replaces (`\\$\\$.*?\\$\\$|…`, lazy) rescanned to the end at every unclosed `\\(`: quadratic
+    (measured before and after: docs/verifiers.md). The spans found are the same (test_vf_hardening.py).
+    """
+    out: list[str] = []
+    nxt: dict[str, int] = {}  # closer -> the position of its next occurrence at or after the last search
+    keep = 0
+    m = _OPENER.search(text)
+    while m is not None:
+        i = m.start()
+        end = _span_end(text, i, nxt)
+        if end < 0:
+            m = _OPENER.search(text, i + 1)
+            continue
+        out.append(text[keep:i])
+        out.append(" ")
+        keep = end
+        m = _OPENER.search(text, end)
+    out.append(text[keep:])
+    return "".join(out)
+
+
+def _span_end(text: str, i: int, nxt: dict[str, int]) -> int:
+    """End of the math span or command starting at `i`, or -1 (the old regex's alternatives, in order)."""
+    ch = text[i]
+    if ch == "$" or (ch == "\\" and text[i + 1 : i + 2] in ("(", "[")):
+        for left, right in _PAIRS:
+            if text.startswith(left, i):
+                close = _find(text, right, i + len(left), nxt)
+                if close >= 0:
+                    return close + len(right)
+        return -1
+    if ch == "\\":
+        m = _COMMAND.match(text, i)
+        return m.end() if m else -1
+    return -1
+
+
+def _find(text: str, needle: str, start: int, nxt: dict[str, int]) -> int:
+    """`text.find(needle, start)`, remembering the answer: searches only ever move forward, so each closer's
+    occurrences are scanned once in all (and a closer not found stays not found)."""
+    known = nxt.get(needle)
+    if known is not None and (known < 0 or known >= start):
+        return known
+    found = text.find(needle, start)
+    nxt[needle] = found
+    return found
+
+
 def word_counts(text: str) -> dict[str, int]:
     """Words per script in `text`, mathematics removed."""
     counts: dict[str, int] = {}
-    for m in _WORD.finditer(_MATH.sub(" ", text)):
+    for m in _WORD.finditer(strip_math(text)):
         script = m.lastgroup or ""
         counts[script] = counts.get(script, 0) + 1
     return counts

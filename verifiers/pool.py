@@ -5,13 +5,19 @@ stuck in C code ignores everything but SIGKILL), and with the "spawn" or "forkse
 re-imports the parent's `__main__` module; in the trainer that module imports torch. Forking a parent that holds
 torch's thread pools is unsafe. So the pool starts one fresh interpreter with `subprocess`, a *fork server*
 (`verifiers._worker`) that imports only the handler's modules and warms them up, and asks it over a Unix socket
-to fork each worker; the two pipes of a worker are created here and handed over with SCM_RIGHTS, and speak
-`multiprocessing.connection` framing. A worker killed at its deadline is replaced by a fork in milliseconds,
-already warm, instead of a new interpreter start-up (about a second, more on a loaded machine).
+to fork each worker; the two pipes of a worker are created here and handed over with SCM_RIGHTS, and carry
+length-prefixed JSON frames (`verifiers.wire`: a reply is untrusted data, never unpickled, bounded in size,
+read under the task's deadline, and must echo its request's sequence number). A worker killed at its
+deadline is replaced by a fork of the warm fork server, not by a new interpreter start-up and warm-up (both
+times are measured in docs/verifiers.md).
 
 Guarantees:
 - a task that has not answered `deadline_s` after it was handed to a worker gets `TIMEOUT`; its worker is
-  SIGKILLed (through a pidfd, so a recycled pid is never hit) and replaced; nothing else waits on it;
+  SIGKILLed (through a pidfd, so a recycled pid is never hit) and replaced; nothing else waits on it (also
+  not on a worker that sent part of a reply and stalled);
+- a worker that breaks the protocol (not JSON, an oversized frame, a wrong sequence number, bytes after its
+  reply) is killed and replaced; its task gets `ERROR`, or is run again on another worker when the stray
+  bytes belonged to an earlier task;
 - works from any thread or process (no signals, no `alarm`); several threads may `map` at once;
 - workers run under `RLIMIT_AS` (`memory_mb`), so a bomb that gets past the pre-filters dies with
   `MemoryError` inside the worker (reported as `MEMORY`, worker replaced) instead of swapping the machine;
@@ -27,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -37,12 +44,15 @@ import time
 import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
-from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from typing import Any
 
+from . import wire
+
 OK, TIMEOUT, MEMORY, ERROR, CRASHED = "ok", "timeout", "memory", "error", "crashed"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
+_REPLY_KINDS = (OK, MEMORY, ERROR)
+_MAX_ATTEMPTS = 3  # a task whose worker answered out of turn is run again, at most this often
 
 
 @dataclass(frozen=True)
@@ -93,16 +103,17 @@ class _ForkServer:
         finally:
             os.close(to_child_r)
             os.close(from_child_w)
-        worker = _Worker(Connection(to_child_w, readable=False), Connection(from_child_r, writable=False))
-        if not worker.recv_conn.poll(startup_timeout_s):
-            worker.close_pipes()
-            raise RuntimeError(f"forked worker did not answer within {startup_timeout_s:.0f} s{self.log_tail()}")
+        worker = _Worker(to_child_w, from_child_r)
         try:
-            tag, pid = worker.recv_conn.recv()
-        except (EOFError, OSError, ValueError):
+            frame = worker.read_frame(time.monotonic() + startup_timeout_s)
+        except (EOFError, OSError, wire.FrameError, TimeoutError) as exc:
             worker.close_pipes()
-            raise RuntimeError(f"forked worker died at start{self.log_tail()}") from None
-        worker.attach(pid)
+            raise RuntimeError(f"forked worker did not start ({type(exc).__name__}){self.log_tail()}") from None
+        if not (isinstance(frame, list) and len(frame) == 3 and frame[:2] == [0, "ready"]
+                and isinstance(frame[2], int)):
+            worker.close_pipes()
+            raise RuntimeError(f"forked worker sent {str(frame)[:100]!r} instead of its greeting")
+        worker.attach(frame[2])
         return worker
 
     def alive(self) -> bool:
@@ -131,12 +142,51 @@ class _ForkServer:
 
 
 class _Worker:
-    def __init__(self, send_conn: Connection, recv_conn: Connection):
-        self.send_conn = send_conn
-        self.recv_conn = recv_conn
+    """The caller's end of one worker: a request pipe, a non-blocking reply pipe, a frame reader."""
+
+    def __init__(self, send_fd: int, recv_fd: int):
+        self.send_fd = send_fd
+        self.recv_fd = recv_fd
+        os.set_blocking(recv_fd, False)
+        self.reader = wire.FrameReader()
+        self.seq = 0
         self.pid = -1
         self._pidfd: int | None = None
+        self._closed = False
         self.tasks_done = 0
+
+    def send(self, payload: Any) -> int:
+        """Send one request; returns its sequence number, which the reply must echo."""
+        self.seq += 1
+        wire.write_frame(self.send_fd, [self.seq, payload])
+        return self.seq
+
+    def read_available(self) -> list[Any] | None:
+        """Frames completed by what the pipe holds now; [] when nothing complete yet, None at EOF."""
+        try:
+            data = os.read(self.recv_fd, 65536)
+        except BlockingIOError:
+            return []
+        except OSError:
+            return None
+        if not data:
+            return None
+        return self.reader.feed(data)
+
+    def read_frame(self, end: float) -> Any:
+        """One frame, waiting until the monotonic time `end` at most (start-up greeting)."""
+        while True:
+            frames = self.read_available()
+            if frames is None:
+                raise EOFError("worker closed its pipe")
+            if frames:
+                return frames[0]
+            remaining = end - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError("no greeting")
+            poller = select.poll()
+            poller.register(self.recv_fd, select.POLLIN)
+            poller.poll(remaining * 1000)
 
     def attach(self, pid: int) -> None:
         self.pid = pid
@@ -160,11 +210,13 @@ class _Worker:
         self.close_pipes()
 
     def close_pipes(self) -> None:
-        for conn in (self.send_conn, self.recv_conn):
-            try:
-                conn.close()
-            except OSError:
-                pass
+        if not self._closed:
+            self._closed = True
+            for fd in (self.send_fd, self.recv_fd):
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
         if self._pidfd is not None:
             try:
                 os.close(self._pidfd)
@@ -310,8 +362,8 @@ class WorkerPool:
                     return None
                 self._cond.wait(remaining)
 
-    def _checkin(self, worker: _Worker) -> None:
-        worker.tasks_done += 1
+    def _checkin(self, worker: _Worker, done: bool = True) -> None:
+        worker.tasks_done += done
         retire = worker.tasks_done >= self.max_tasks_per_worker
         with self._cond:
             self._busy.discard(worker)
@@ -343,28 +395,39 @@ class WorkerPool:
         n = len(payloads)
         results: list[Outcome | None] = [None] * n
         pending = list(range(n - 1, -1, -1))  # a stack: pop() gives the lowest index first
-        inflight: dict[Connection, tuple[_Worker, int, float, float]] = {}  # conn -> worker, index, start, end
+        attempts = [0] * n
+        inflight: dict[int, _Task] = {}  # reply fd -> task
         call_end = None if budget_s is None else time.monotonic() + budget_s
         while pending or inflight:
-            self._dispatch(payloads, pending, inflight, results, deadline_s, call_end)
+            self._dispatch(payloads, pending, inflight, results, attempts, deadline_s, call_end)
             if not inflight:
                 continue
-            timeout = max(0.0, min(end for *_, end in inflight.values()) - time.monotonic())
+            timeout = max(0.0, min(t.end for t in inflight.values()) - time.monotonic())
             if pending and len(inflight) < self.size:
                 timeout = min(timeout, 0.02)  # look again for workers freed by other threads
-            for conn in wait(list(inflight), timeout):
-                worker, idx, t0, _ = inflight.pop(conn)  # type: ignore[index,call-overload]
-                results[idx] = self._receive(worker, t0)
+            poller = select.poll()
+            for fd in inflight:
+                poller.register(fd, select.POLLIN)
+            for fd, _ in poller.poll(timeout * 1000):
+                task = inflight[fd]
+                outcome = self._receive(task)
+                if outcome is _RETRY:
+                    del inflight[fd]
+                    pending.append(task.index)
+                elif isinstance(outcome, Outcome):
+                    del inflight[fd]
+                    results[task.index] = outcome
             now = time.monotonic()
-            for conn, (worker, idx, t0, end) in list(inflight.items()):
-                if now >= end:
-                    del inflight[conn]
-                    self._discard(worker)
-                    results[idx] = Outcome(TIMEOUT, f"no answer within {end - t0:.3g} s", now - t0)
+            for fd, task in list(inflight.items()):
+                if now >= task.end:
+                    del inflight[fd]
+                    self._discard(task.worker)
+                    results[task.index] = Outcome(TIMEOUT, f"no answer within {task.end - task.t0:.3g} s",
+                                                  now - task.t0)
         return [r if r is not None else Outcome(ERROR, "lost") for r in results]
 
-    def _dispatch(self, payloads, pending: list[int], inflight, results, deadline_s: float,
-                  call_end: float | None) -> None:
+    def _dispatch(self, payloads, pending: list[int], inflight: dict[int, _Task], results, attempts: list[int],
+                  deadline_s: float, call_end: float | None) -> None:
         while pending:
             if call_end is not None and time.monotonic() >= call_end:
                 for idx in pending:
@@ -381,23 +444,51 @@ class WorkerPool:
             if worker is None:
                 return
             idx = pending.pop()
+            if attempts[idx] >= _MAX_ATTEMPTS:
+                self._checkin(worker, done=False)
+                results[idx] = Outcome(ERROR, "workers kept answering out of turn")
+                continue
+            attempts[idx] += 1
             try:
-                worker.send_conn.send(payloads[idx])
-            except (OSError, ValueError):
+                seq = worker.send(payloads[idx])
+            except (TypeError, ValueError) as exc:  # a payload JSON cannot carry: nothing was written
+                self._checkin(worker, done=False)
+                results[idx] = Outcome(ERROR, f"payload cannot be sent: {exc}"[:500])
+                continue
+            except OSError:  # a dead worker
                 self._discard(worker)
                 pending.append(idx)
                 continue
             t0 = time.monotonic()
             end = t0 + deadline_s if call_end is None else min(t0 + deadline_s, call_end)
-            inflight[worker.recv_conn] = (worker, idx, t0, end)
+            inflight[worker.recv_fd] = _Task(worker, idx, seq, t0, end)
 
-    def _receive(self, worker: _Worker, t0: float) -> Outcome:
-        elapsed = time.monotonic() - t0
+    def _receive(self, task: _Task) -> Outcome | object | None:
+        """The task's outcome once its reply is complete; None while incomplete; _RETRY when the worker
+        answered out of turn (the bytes belonged to an earlier task: run this one again elsewhere)."""
+        worker = task.worker
+        elapsed = time.monotonic() - task.t0
         try:
-            kind, value = worker.recv_conn.recv()
-        except (EOFError, OSError):
+            frames = worker.read_available()
+        except wire.FrameError as exc:
+            self._discard(worker)
+            return Outcome(ERROR, f"malformed reply: {exc}"[:500], elapsed)
+        if frames is None:
             self._discard(worker)
             return Outcome(CRASHED, "worker died", elapsed)
+        if not frames:
+            return None
+        frame = frames[0]
+        if isinstance(frame, list) and len(frame) == 3 and isinstance(frame[0], int) and frame[0] < task.seq:
+            self._discard(worker)
+            return _RETRY
+        if len(frames) > 1 or worker.reader.pending:
+            self._discard(worker)
+            return Outcome(ERROR, "malformed reply: bytes after the reply", elapsed)
+        if not (isinstance(frame, list) and len(frame) == 3 and frame[0] == task.seq and frame[1] in _REPLY_KINDS):
+            self._discard(worker)
+            return Outcome(ERROR, f"malformed reply: {str(frame)[:100]!r}", elapsed)
+        kind, value = frame[1], frame[2]
         if kind == MEMORY:
             self._discard(worker)  # after a MemoryError the interpreter's state is not worth keeping
             return Outcome(MEMORY, value, elapsed)
@@ -405,6 +496,16 @@ class WorkerPool:
         return Outcome(kind, value, elapsed)
 
 
+@dataclass
+class _Task:
+    worker: _Worker
+    index: int
+    seq: int
+    t0: float
+    end: float
+
+
+_RETRY = object()
 _live_pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 
 

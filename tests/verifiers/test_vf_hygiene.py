@@ -54,3 +54,13 @@ def test_cheap_tiers_never_raise_and_stay_fast_on_junk():
             except (NeedsHeavy, TooManyItems):
                 pass
         assert time.perf_counter() - t0 < 0.5, s[:80]
+
+
+def test_the_answer_normaliser_is_public():
+    """reasoner's majority voting keys on it (issue 17: it imported verifiers.math.normalize past the API)."""
+    import verifiers
+    from verifiers.math.normalize import normalize_text
+
+    assert "normalize_answer" in verifiers.__all__ and verifiers.normalize_answer is normalize_text
+    assert verifiers.normalize_answer("\\dfrac{1}{2}\\text{ cm}") == "\\frac{1}{2}"
+    assert verifiers.normalize_answer("$10{,}000$") == "10000"

@@ -92,7 +92,7 @@ def test_concurrent_maps_from_threads(pool):
     for t in threads:
         t.join(30)
     for k in range(4):
-        assert [o.value for o in results[k]] == [(k, i) for i in range(10)]
+        assert [o.value for o in results[k]] == [[k, i] for i in range(10)]  # JSON on the wire: lists
 
 
 def test_workers_do_not_load_torch(pool):
@@ -165,3 +165,62 @@ def test_fork_server_does_not_load_torch(pool):
     pool.map([("echo", 1)], deadline_s=5)
     assert pool.server_pid is not None
     assert "libtorch" not in Path(f"/proc/{pool.server_pid}/maps").read_text()
+
+
+# ------------------------------------------------------------------------------ the wire, read as an attacker
+def test_a_pickled_reply_is_never_unpickled(pool, tmp_path):
+    """A worker that answers with a pickle (which would create a file when unpickled) gets ERROR, and the
+    caller's process runs none of it."""
+    planted = tmp_path / "planted"
+    out = pool.map([("pickle", str(planted)), ("echo", 1)], deadline_s=5)
+    assert out[0].kind == ERROR and "not JSON" in out[0].value
+    assert out[1].kind == OK
+    assert not planted.exists()
+
+
+def test_a_late_second_reply_is_not_taken_for_the_next_task():
+    with WorkerPool(PROBE, workers=1) as p:
+        assert p.map([("late", None)], deadline_s=5)[0].value == "real"
+        time.sleep(0.2)  # the stray reply is in the pipe now
+        out = p.map([("echo", "mine"), ("echo", "mine too")], deadline_s=5)
+        assert [o.kind for o in out] == [OK, OK] and [o.value for o in out] == ["mine", "mine too"]
+        assert p.restarts >= 1  # the desynchronised worker was replaced
+
+
+@pytest.mark.parametrize("where", ["main", "thread"])
+def test_half_a_frame_then_silence_is_a_timeout(pool, where):
+    box = {}
+
+    def go():
+        t0 = time.monotonic()
+        box["out"] = pool.map([("stall", None)], deadline_s=0.5)[0]
+        box["elapsed"] = time.monotonic() - t0
+
+    if where == "main":
+        go()
+    else:
+        th = threading.Thread(target=go)
+        th.start()
+        th.join(10)
+        assert not th.is_alive()
+    assert box["out"].kind == TIMEOUT and box["elapsed"] < 1.0
+
+
+def test_an_oversized_frame_header_is_refused_at_once(pool):
+    t0 = time.monotonic()
+    out = pool.map([("huge", None)], deadline_s=5)[0]
+    assert out.kind == ERROR and "limit" in out.value and time.monotonic() - t0 < 2.0
+
+
+def test_a_reply_with_a_foreign_sequence_number_is_refused(pool):
+    out = pool.map([("wrong_seq", None), ("echo", 2)], deadline_s=5)
+    assert out[0].kind == ERROR and "malformed" in out[0].value
+    assert out[1].kind == OK and out[1].value == 2
+
+
+def test_results_json_cannot_carry_are_errors_not_crashes(pool):
+    out = pool.map([("unencodable", None), ("echo", 3)], deadline_s=5)
+    assert out[0].kind == ERROR and "unencodable" in out[0].value
+    assert out[1].value == 3
+    unsendable = pool.map([("echo", {1, 2}), ("echo", 4)], deadline_s=5)
+    assert unsendable[0].kind == ERROR and "cannot be sent" in unsendable[0].value and unsendable[1].value == 4

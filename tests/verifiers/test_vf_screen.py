@@ -95,3 +95,15 @@ def test_fast_sympy_build_equals_latex2sympy():
             {s.name: s.assumptions0.get("real") for s in ref.free_symbols}, text
         diff = sympy.simplify(fast - ref)
         assert diff == 0 or (diff.is_number and abs(complex(diff.evalf(30))) < 1e-12), (text, fast, ref)
+
+
+def test_one_operator_table_for_both_evaluators():
+    """screen.fold is the only place the tree's operators are interpreted (mpmath here, sympy in symbolic)."""
+    def ops(tree):
+        return {tree[0]} | set().union(*(ops(c) for c in tree[1:] if isinstance(c, tuple)))
+
+    seen = set().union(*(ops(screen.compile_expr(t)) for t in CORPUS))
+    assert seen <= set(screen.OPERATORS) | set(screen.LEAVES)
+    assert set(screen.OPERATORS) <= seen  # every entry of the table is exercised by the corpus
+    with pytest.raises(ValueError, match="unknown operator"):
+        screen.fold(("mod", ("num", "1"), ("num", "2")), lambda n: 1, screen._MP)

@@ -7,8 +7,11 @@ Reads integers, decimals, `\\frac{a}{b}`, mixed numbers (`12\\frac{3}{5}`, the M
 marks the value as *approximate*: the comparison then allows a relative tolerance, and only then.
 
 Anything else (roots, π, symbols, implicit multiplication other than mixed numbers) returns None and goes to
-the symbolic tier. Sizes are bounded (exponents, factorials, result bits), so a value that would be expensive
-also returns None instead of being computed here, in the caller's process.
+the symbolic tier. This tier runs in the caller's process, which no deadline can interrupt, so its work is
+bounded up front, deterministically: every value is at most `MAX_BITS` bits, and each operation is charged
+(bits of its operands)^2 (CPython's big-integer gcd and multiplication are quadratic at these sizes) against
+`WORK_BUDGET` per expression. An expression that would exceed either returns None *before* the expensive step
+and goes to a worker, where the deadline holds. docs/verifiers.md gives the measured worst case.
 """
 from __future__ import annotations
 
@@ -16,10 +19,12 @@ import math
 import re
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 from verifiers.math.lex import tokenize
 
-MAX_BITS = 400_000        # about 120k decimal digits: 2006! and 2^{100000} are in, towers are not
+MAX_BITS = 131_072        # one value: 2006!, 10000! and 2^{100000} fit, towers do not
+WORK_BUDGET = 1e11        # per expression: sum over operations of (operand bits)^2
 MAX_FACTORIAL = 10_000
 MAX_TOKENS = 300          # keeps the recursive descent far from Python's recursion limit
 _TOKEN = re.compile(
@@ -37,8 +42,11 @@ class _Unsupported(Exception):
     pass
 
 
+@lru_cache(maxsize=16384)
 def evaluate(text: str) -> Exact | None:
-    """The exact value of `text`, or None when it is not plain arithmetic on numbers (or too large)."""
+    """The exact value of `text`, or None when it is not plain arithmetic on numbers (or too costly).
+
+    Cached: a pure function of the text, and the unordered matching of the judge asks for a leaf many times."""
     tokens = _tokenize(text)
     if tokens is None or len(tokens) > MAX_TOKENS:
         return None
@@ -62,6 +70,26 @@ class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]):
         self.tokens = tokens
         self.pos = 0
+        self.work = 0.0
+
+    def charge(self, bits: int) -> None:
+        """Account for one operation on `bits` bits of operands, before doing it."""
+        self.work += float(bits) ** 2
+        if self.work > WORK_BUDGET:
+            raise _Unsupported("too costly")
+
+    def arith(self, op: str, a: Fraction, b: Fraction) -> Fraction:
+        self.charge(_size(a) + _size(b))
+        if op == "+":
+            value = a + b
+        elif op == "-":
+            value = a - b
+        elif op == "*":
+            value = a * b
+        else:
+            value = a / b
+        _check_size(value)
+        return value
 
     def peek(self) -> str | None:
         return self.tokens[self.pos][1] if self.pos < len(self.tokens) else None
@@ -80,7 +108,7 @@ class _Parser:
         while self.peek() in ("+", "-"):
             op = self.take()[1]
             rhs, a2 = self.term()
-            value = value + rhs if op == "+" else value - rhs
+            value = self.arith(op, value, rhs)
             approx |= a2
         return value, approx
 
@@ -89,9 +117,8 @@ class _Parser:
         while self.peek() in ("*", "/", "\\cdot", "\\times", "\\div"):
             op = self.take()[1]
             rhs, a2 = self.unary()
-            value = value / rhs if op in ("/", "\\div") else value * rhs
+            value = self.arith("/" if op in ("/", "\\div") else "*", value, rhs)
             approx |= a2
-            _check_size(value)
         return value, approx
 
     def unary(self) -> tuple[Fraction, bool]:
@@ -118,9 +145,10 @@ class _Parser:
         if exponent.denominator != 1 or a2:
             raise _Unsupported("non-integer exponent")
         e = int(exponent)
-        bits = max(abs(base.numerator), abs(base.denominator)).bit_length()
-        if abs(e) * bits > MAX_BITS:
+        bits = abs(e) * _log2(base)  # the result's size, known before computing it
+        if bits > MAX_BITS:
             raise _Unsupported("too large")
+        self.charge(int(bits))
         return base**e, approx
 
     def postfix(self) -> tuple[Fraction, bool]:
@@ -129,7 +157,9 @@ class _Parser:
             self.take("!")
             if value.denominator != 1 or value < 0 or value > MAX_FACTORIAL or approx:
                 raise _Unsupported("factorial")
-            value = Fraction(math.factorial(int(value)))
+            n = int(value)
+            self.charge(int(n * math.log2(n)) if n > 1 else 1)  # log2(n!) < n log2 n
+            value = Fraction(math.factorial(n))
         return value, approx
 
     def atom(self) -> tuple[Fraction, bool]:
@@ -143,7 +173,7 @@ class _Parser:
         if tok == "\\frac":
             num, a1 = self.frac_arg()
             den, a2 = self.frac_arg()
-            return num / den, a1 or a2
+            return self.arith("/", num, den), a1 or a2
         if tok in ("(", "{"):
             value, approx = self.expr()
             self.take(")" if tok == "(" else "}")
@@ -157,7 +187,7 @@ class _Parser:
         den, a2 = self.frac_arg()
         if a1 or a2:
             raise _Unsupported("mixed number with decimals")
-        return whole + num / den, False
+        return self.arith("+", whole, self.arith("/", num, den)), False
 
     def frac_arg(self) -> tuple[Fraction, bool]:
         if self.peek() == "{":
@@ -174,9 +204,22 @@ class _Parser:
         return value, approx
 
 
+def _log2(value: Fraction) -> float:
+    return max(math.log2(abs(n)) if abs(n) > 1 else 0.0 for n in (value.numerator, value.denominator))
+
+
+def _size(value: Fraction) -> int:
+    return max(value.numerator.bit_length(), value.denominator.bit_length())
+
+
 def _check_size(value: Fraction) -> None:
     if value.numerator.bit_length() > MAX_BITS or value.denominator.bit_length() > MAX_BITS:
         raise _Unsupported("too large")
+
+
+def is_exact_integer(x: Exact) -> bool:
+    """An integer written without a decimal point (`2016`, `2^{30}`, `\\frac{10}{2}`): compared exactly."""
+    return not x.approximate and x.value.denominator == 1
 
 
 def close(a: Exact, b: Exact, rel_tol: float) -> bool:

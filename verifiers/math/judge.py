@@ -18,11 +18,12 @@ any two single symbols equal (`A` ≡ `C`).
 """
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
-from .exact import Exact, close, evaluate
+from .exact import Exact, close, evaluate, is_exact_integer
 from .normalize import Group, Leaf, Node
 from .screen import clearly_different
 
@@ -35,6 +36,16 @@ TIERS = ("string", "exact", "float", "screen", "structure", "sympy", "numeric")
 class CompareConfig:
     mode: str = "strict"
     rel_tol: float | None = None  # None: 1e-6
+    bare_gold: bool = False       # the gold is a bare final number (GSM8K): a percent sign on the answer is
+                                  # the question's unit, not held against it (`18%` for gold 18)
+
+    def to_wire(self) -> list:
+        return [self.mode, self.rel_tol, self.bare_gold]
+
+    @classmethod
+    def from_wire(cls, data: list) -> CompareConfig:
+        mode, rel_tol, bare_gold = data
+        return cls(str(mode), None if rel_tol is None else float(rel_tol), bool(bare_gold))
 
     @property
     def strict(self) -> bool:
@@ -64,6 +75,14 @@ class Verdict:
 class _Trace:
     tiers: set[str] = field(default_factory=set)
     reasons: list[str] = field(default_factory=list)
+    deadline: float | None = None  # monotonic time after which the cheap pass gives up (NeedsHeavy)
+
+    def child(self) -> _Trace:
+        return _Trace(deadline=self.deadline)
+
+    def check_time(self) -> None:
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            raise NeedsHeavy()
 
     def note(self, tier: str, reason: str = "") -> None:
         self.tiers.add(tier)
@@ -71,8 +90,13 @@ class _Trace:
             self.reasons.append(reason)
 
 
-def judge(gold: Node, pred: Node, cfg: CompareConfig, heavy: HeavyJudge | None = None) -> Verdict:
-    trace = _Trace()
+def judge(gold: Node, pred: Node, cfg: CompareConfig, heavy: HeavyJudge | None = None,
+          time_limit_s: float | None = None) -> Verdict:
+    """Decide a pair. Without `heavy` (the caller's process), raises NeedsHeavy when a leaf needs sympy, or
+    when the cheap tiers have run `time_limit_s` (every tier in between is bounded; this caps their sum, so
+    a crafted answer costs the caller at most that before a worker, with its killable deadline, takes it)."""
+    deadline = None if heavy is not None or time_limit_s is None else time.monotonic() + time_limit_s
+    trace = _Trace(deadline=deadline)
     result = _compare(gold, pred, cfg, heavy, trace)
     if result == UNKNOWN:
         raise NeedsHeavy()
@@ -151,7 +175,7 @@ def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _T
 
     def cheap_edge(i: int, j: int) -> str:
         if (i, j) not in cheap:
-            t = _Trace()
+            t = trace.child()
             cheap[(i, j)] = (_compare(gs[i], ps[j], cfg, None, t), t)
         return cheap[(i, j)][0]
 
@@ -160,7 +184,7 @@ def _unordered(gs: tuple[Node, ...], ps: tuple[Node, ...], cfg, heavy, trace: _T
         if result != UNKNOWN or heavy is None:
             return result
         if (i, j) not in full:
-            t = _Trace()
+            t = trace.child()
             full[(i, j)] = (_compare(gs[i], ps[j], cfg, heavy, t), t)
         return full[(i, j)][0]
 
@@ -209,6 +233,9 @@ def _perfect_matching(n_gold: int, n_pred: int, edge: Callable[[int, int], str])
 
 
 def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace: _Trace) -> str:
+    trace.check_time()
+    if cfg.bare_gold and p.percent and not g.percent:
+        p = replace(p, percent=False)
     if g.is_text or p.is_text:
         same = g.value.lower() == p.value.lower()
         trace.note("string", "" if same else "text answers differ")
@@ -230,8 +257,10 @@ def _leaf(g: Leaf, p: Leaf, cfg: CompareConfig, heavy: HeavyJudge | None, trace:
             trace.note("float" if (eg.approximate or ep.approximate) and eg.value != ep.value else "exact")
             return YES if ok else NO
         if g.percent == p.percent:
-            # decimals carry the comparison tolerance; exact expressions only 30-digit rounding noise
-            tol = cfg.tolerance if ("." in gv or "." in pv) else 1e-20
+            # decimals carry the comparison tolerance; exact expressions (and integer golds) only 30-digit
+            # rounding noise
+            exact_gold = eg is not None and is_exact_integer(eg)
+            tol = cfg.tolerance if ("." in gv or "." in pv) and not exact_gold else 1e-20
             if clearly_different(gv, pv, tol):
                 trace.note("screen")
                 return NO
@@ -255,7 +284,10 @@ def _sides(g: Leaf, p: Leaf, cfg: CompareConfig, trace: _Trace) -> tuple[str, st
 
 
 def _numbers_close(g: Exact, p: Exact, g_pct: bool, p_pct: bool, cfg: CompareConfig) -> bool:
-    tol = cfg.tolerance
+    # An integer gold is exact, in both modes: a relative tolerance would let `1000000008.0` pass for
+    # 1000000007 (strict) and `$1,000,000.50` for 1000000 (lenient). Other golds: `rel_tol` when a side is a
+    # decimal (exact.close).
+    tol = 0.0 if is_exact_integer(g) else cfg.tolerance
     if close(g, p, tol):
         return True
     if cfg.strict or g_pct == p_pct:

@@ -25,7 +25,7 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 
-from .extract import strip_math_delimiters
+from .delimiters import strip_math_delimiters
 
 MAX_ITEMS = 100
 
@@ -68,6 +68,14 @@ _ASSIGN = re.compile(r"^([a-zA-Z](?:_\{?[a-zA-Z0-9]+\}?)?|\\[a-zA-Z]+)=(?!=)(.+)
 _THOUSANDS = re.compile(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 _PERCENT_TAIL = re.compile(r"(?:\\%|%|\\text\{\s*percent\s*\}|percent)$")
 _UNIT_TAIL = re.compile(r"\\(?:" + _TEXT_CMDS + r")\s*\{([^{}]*)\}\s*(?:\^\s*\{?\s*\d\s*\}?)?\s*$")
+_UNIT_WORD = re.compile(r"[A-Za-z][A-Za-z./-]*(?:\^\{?[23]\}?)?")
+_NOT_UNITS = frozenset(
+    "or and not no nor but maybe possibly perhaps probably either else if than then plus minus times over "
+    "wait actually is it its correct incorrect wrong right answer also instead rather approx approximately about "
+    "around nearly almost exactly zero one two three four five six seven eight nine ten eleven twelve thirteen "
+    "fourteen fifteen sixteen seventeen eighteen nineteen twenty thirty forty fifty sixty seventy eighty ninety "
+    "hundred thousand million billion half third quarter".split()
+)
 _WORD_TEXT = re.compile(r"^\\(?:" + _TEXT_CMDS + r")\{\s*([A-Za-z][A-Za-z .'-]*)\s*\}$")
 _BASE_NUMERAL = re.compile(r"^\d+_\{?\d+\}?$")
 _CHOICE = re.compile(r"^\(?([A-Z])\)?$")
@@ -101,9 +109,22 @@ def normalize_text(s: str) -> str:
 def _strip_unit_tail(s: str) -> str:
     """Drop a trailing `\\text{ cm}^2`-style unit when something precedes it; `\\text{ percent}` stays."""
     m = _UNIT_TAIL.search(s)
-    if m and s[: m.start()].strip() and "percent" not in m.group(1):
+    if m and s[: m.start()].strip() and "percent" not in m.group(1) and is_unit(m.group(1)):
         return s[: m.start()].rstrip()
     return s
+
+
+def is_unit(text: str) -> bool:
+    """Whether trailing text reads as a unit (`cm`, `square feet`, `km/h`, `p.m.`), not as more of the answer.
+
+    A unit is one to three words of letters (with `.`, `/`, `-`), no digits, no brackets or commas, and none of
+    the words that turn a tail into a second answer or a retraction (`or`, `not`, `possibly`, number words):
+    `5\\text{ or possibly 7}` and `12 \\quad \\text{(no, it is 13)}` keep their tails, and then do not match 5 or 12.
+    """
+    words = text.split()
+    if not 1 <= len(words) <= 3 or not all(_UNIT_WORD.fullmatch(w) for w in words):
+        return False
+    return not any(w.lower().strip(".") in _NOT_UNITS for w in words)
 
 
 def _collapse_spaces(s: str) -> str:

@@ -13,7 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from .extract import matching_brace
+from .delimiters import matching_brace
 
 
 @dataclass(frozen=True)
@@ -125,9 +125,9 @@ def _bound(expr: str) -> float:
     n = len(expr)
     while i < n:
         ch = expr[i]
-        if ch.isdigit():
+        if ch.isdecimal():  # what `int()` reads; not isdigit(), which also admits `⁹` (int('⁹') raises)
             j = i
-            while j < n and expr[j].isdigit():
+            while j < n and expr[j].isdecimal():
                 j += 1
             last = _log10_literal(expr[i:j])
             total += last

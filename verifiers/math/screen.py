@@ -1,12 +1,12 @@
 """Numerical screening: decide in-process that two answers are *different*, without sympy.
 
 Most answers a policy writes are wrong, and for a symbolic gold (`3\\sqrt{13}`, `2\\pi r^2`, `x^2+2x-1`) proving
-that takes a LaTeX parse in a worker (ANTLR in Python: ~6 ms per expression) and sympy. Evaluating both sides
-at two fixed points with mpmath at 30 digits takes microseconds, and when the values clearly differ, the
-answer is wrong. This tier only ever says NO: agreement at the points proves nothing and goes on to the
-symbolic tier, so a wrong screen can cost a false negative, never a false positive. To keep it from costing
-those, it mirrors how latex2sympy (the parser of the symbolic tier) reads the same text and refuses anything
-else:
+that takes a LaTeX parse in a worker (ANTLR, in pure Python) and sympy. Evaluating both sides at two fixed
+points with mpmath at 30 digits costs a small fraction of that (docs/verifiers.md), and when the values
+clearly differ, the answer is wrong. This tier only ever says NO: agreement at the points proves nothing and
+goes on to the symbolic tier, so a wrong screen can cost a false negative, never a false positive. To keep it
+from costing those, it mirrors how latex2sympy (the parser of the symbolic tier) reads the same text and
+refuses anything else:
 
 - implicit multiplication binds tighter than `/`, `\\cdot`, `\\times` (`1/2x` is 1/(2x)); `-x^2` is -(x^2);
 - a letter is a variable, case-folded as latex2sympy does (`R` is `r`), except `e` (Euler's number, while
@@ -21,7 +21,10 @@ else:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import mpmath
 
@@ -242,17 +245,29 @@ def _variables(tree: Expr) -> set[str]:
     return out
 
 
-def _eval(tree: Expr, point: dict[str, object]):
+# ------------------------------------------------------------------------------ the trees' operator table
+# One definition for both evaluators of the screen's trees: mpmath here (`_eval`), sympy in symbolic.py
+# (`_build`). Addition, subtraction, multiplication and negation are the number types' own operators; the
+# three operations whose guards differ (a zero divisor, a huge exponent) come from each backend's Arithmetic.
+LEAVES = ("num", "var", "const")
+OPERATORS = ("neg", "add", "sub", "mul", "div", "pow", "root")
+
+
+@dataclass(frozen=True)
+class Arithmetic:
+    div: Callable[[Any, Any], Any]
+    power: Callable[[Any, Any], Any]
+    root: Callable[[Any, Any], Any]  # root(radicand, index)
+
+
+def fold(tree: Expr, leaf: Callable[[Expr], Any], arith: Arithmetic) -> Any:
+    """Evaluate a tree bottom-up: `leaf` for num/var/const nodes, the shared table for the operators."""
     op = tree[0]
-    if op == "num":
-        return _CTX.mpf(tree[1])
-    if op == "var":
-        return point[tree[1]]
-    if op == "const":
-        return {"pi": _CTX.pi, "e": _CTX.e, "I": _CTX.mpc(0, 1)}[tree[1]]
+    if op in LEAVES:
+        return leaf(tree)
     if op == "neg":
-        return -_eval(tree[1], point)
-    a, b = _eval(tree[1], point), _eval(tree[2], point)
+        return -fold(tree[1], leaf, arith)
+    a, b = fold(tree[1], leaf, arith), fold(tree[2], leaf, arith)
     if op == "add":
         return a + b
     if op == "sub":
@@ -260,17 +275,44 @@ def _eval(tree: Expr, point: dict[str, object]):
     if op == "mul":
         return a * b
     if op == "div":
-        if b == 0:
-            raise ZeroDivisionError
-        return a / b
+        return arith.div(a, b)
     if op == "pow":
-        if a == 0 and _CTX.re(b) <= 0:
-            raise ZeroDivisionError
-        if abs(b) > 1e5:
-            raise OverflowError
-        return _CTX.power(a, b)
+        return arith.power(a, b)
     if op == "root":
-        if b == 0:
-            raise ZeroDivisionError
-        return _CTX.power(a, 1 / b)
-    raise ValueError(op)
+        return arith.root(a, b)
+    raise ValueError(f"unknown operator {op!r}")
+
+
+def _mp_div(a, b):
+    if b == 0:
+        raise ZeroDivisionError
+    return a / b
+
+
+def _mp_power(a, b):
+    if a == 0 and _CTX.re(b) <= 0:
+        raise ZeroDivisionError
+    if abs(b) > 1e5:
+        raise OverflowError
+    return _CTX.power(a, b)
+
+
+def _mp_root(a, b):
+    if b == 0:
+        raise ZeroDivisionError
+    return _CTX.power(a, 1 / b)
+
+
+_MP = Arithmetic(div=_mp_div, power=_mp_power, root=_mp_root)
+_MP_CONSTANTS = {"pi": _CTX.pi, "e": _CTX.e, "I": _CTX.mpc(0, 1)}
+
+
+def _eval(tree: Expr, point: dict[str, object]):
+    def leaf(node: Expr):
+        if node[0] == "num":
+            return _CTX.mpf(node[1])
+        if node[0] == "var":
+            return point[node[1]]
+        return _MP_CONSTANTS[node[1]]
+
+    return fold(tree, leaf, _MP)

@@ -13,7 +13,7 @@ input; the pool's deadline is what bounds it). It wraps math-verify where math-v
   (no signal-based timeout: `timeout_seconds=None`) makes the positive decision.
 - Relations, sets, matrices and everything else go to math-verify's `verify` directly.
 
-Parsing: latex2sympy's ANTLR parser runs in pure Python at 5-30 ms per expression, which dominated this tier.
+Parsing: latex2sympy's ANTLR parser runs in pure Python, and it dominated this tier (docs/verifiers.md).
 Leaves that the numerical screen can read (polynomials, radicals, π, fractions: see screen.py, whose
 reading is tested against latex2sympy's) are built into sympy directly from the screen's tree.
 """
@@ -51,7 +51,7 @@ def parse_latex(text: str) -> Any:
 @lru_cache(maxsize=8192)
 def parse_leaf(text: str) -> Any:
     """sympy object for a leaf: built straight from the screen's tree when the screen reads the text (it reads
-    it as latex2sympy does, see screen.py; ~50x faster than the ANTLR parser in Python), else latex2sympy."""
+    it as latex2sympy does, see screen.py; far cheaper than the ANTLR parser: docs/verifiers.md), else latex2sympy."""
     tree = screen.compile_expr(text)
     if tree is not None:
         try:
@@ -61,32 +61,26 @@ def parse_leaf(text: str) -> Any:
     return parse_latex(text)
 
 
+_SYMPY = screen.Arithmetic(
+    div=lambda a, b: a / b,
+    power=lambda a, b: a**b,
+    root=lambda a, b: sympy.sqrt(a) if b == 2 else a ** (sympy.Integer(1) / b),
+)
+_SYMPY_CONSTANTS = {"pi": sympy.pi, "e": sympy.E, "I": sympy.I}
+
+
 def _build(tree: tuple, real: bool) -> Any:
-    """The screen's tree as a sympy expression; symbols carry latex2sympy's assumptions (real unless the text
-    looks complex, in which case latex2sympy declares them non-real)."""
-    op = tree[0]
-    if op == "num":
-        return sympy.Float(tree[1]) if "." in tree[1] else sympy.Integer(tree[1])
-    if op == "var":
-        return sympy.Symbol(tree[1], real=real)
-    if op == "const":
-        return {"pi": sympy.pi, "e": sympy.E, "I": sympy.I}[tree[1]]
-    if op == "neg":
-        return -_build(tree[1], real)
-    a, b = _build(tree[1], real), _build(tree[2], real)
-    if op == "add":
-        return a + b
-    if op == "sub":
-        return a - b
-    if op == "mul":
-        return a * b
-    if op == "div":
-        return a / b
-    if op == "pow":
-        return a**b
-    if op == "root":
-        return sympy.sqrt(a) if b == 2 else a ** (sympy.Integer(1) / b)
-    raise ValueError(op)
+    """The screen's tree as a sympy expression (its operator table: screen.fold); symbols carry latex2sympy's
+    assumptions (real unless the text looks complex, in which case latex2sympy declares them non-real)."""
+
+    def leaf(node: tuple) -> Any:
+        if node[0] == "num":  # sympy.Number keeps every digit of a decimal, as latex2sympy does (Float: 15)
+            return sympy.Number(node[1]) if "." in node[1] else sympy.Integer(node[1])
+        if node[0] == "var":
+            return sympy.Symbol(node[1], real=real)
+        return _SYMPY_CONSTANTS[node[1]]
+
+    return screen.fold(tree, leaf, _SYMPY)
 
 
 def heavy_compare(gold: str, pred: str, g_pct: bool, p_pct: bool, cfg: CompareConfig) -> tuple[str, str]:
@@ -107,7 +101,8 @@ def heavy_compare(gold: str, pred: str, g_pct: bool, p_pct: bool, cfg: CompareCo
 
 def _equal(g: Any, p: Any, cfg: CompareConfig) -> tuple[str, str]:
     if _is_constant(g) and _is_constant(p):
-        return constants_equal(g, p, cfg.tolerance)
+        exact = bool(getattr(g, "is_Integer", False))  # integer golds: no tolerance (judge.py)
+        return constants_equal(g, p, cfg.tolerance, exact=exact)
     if isinstance(g, sympy.Expr) and isinstance(p, sympy.Expr) and _differ_at_points(g, p):
         return NO, "numeric"
     ok = verify(g, p, strict=True, timeout_seconds=None)
@@ -118,16 +113,18 @@ def _is_constant(x: Any) -> bool:
     return isinstance(x, sympy.Expr) and not x.free_symbols
 
 
-def constants_equal(a: sympy.Expr, b: sympy.Expr, rel_tol: float) -> tuple[str, str]:
+def constants_equal(a: sympy.Expr, b: sympy.Expr, rel_tol: float, exact: bool = False) -> tuple[str, str]:
+    """`exact`: no relative tolerance even when a side holds a decimal (an integer gold)."""
     a, b = _doit(a), _doit(b)
     if a.is_Rational and b.is_Rational:
         return (YES if a == b else NO), "sympy"
     approximate = a.has(sympy.Float) or b.has(sympy.Float)
-    digits = 30 if approximate else 60
+    tolerant = approximate and not exact
+    digits = 30 if tolerant else 60
     try:  # sympy Floats have arbitrary exponents: no overflow for 2^{100000}, no underflow for 1/2004!
         scale = sympy.Max(abs(a.evalf(digits)), abs(b.evalf(digits)))
         diff = abs((a - b).evalf(digits))
-        tolerance = sympy.Float(rel_tol if approximate else 1e-45, digits) * scale
+        tolerance = sympy.Float(rel_tol if tolerant else 1e-45, digits) * scale
         differ = bool(diff > tolerance)
     except (TypeError, ValueError, ArithmeticError):
         ok = verify(a, b, strict=True, timeout_seconds=None)

@@ -1,12 +1,22 @@
 """The `math` verifier: extract, pre-filter, judge in-process when cheap, in a worker pool when not.
 
 The trainer scores ~128 completions per step against mostly simple golds. Everything that the string and
-exact-number tiers can decide is decided here, in the caller's process, in microseconds; only pairs that need
-sympy are sent, all at once, to the worker pool, which runs them in parallel with a hard deadline each. The
-pool starts on the first such pair, so a run whose answers are all integers never starts a process.
+exact-number tiers can decide is decided here, in the caller's process; only pairs that need sympy are sent,
+all at once, to the worker pool, which runs them in parallel with a hard deadline each. The pool starts on the
+first such pair, so a run whose answers are all integers never starts a process.
+
+Time: the caller's process cannot be interrupted, so the in-process tiers are bounded by construction (linear
+extraction and pre-filters, a work budget in the exact tier) and capped as a whole (`IN_PROCESS_LIMIT_S` per
+pair, then the pair goes to a worker). A single `score()` charges that time to its deadline, so it returns
+within the deadline plus scheduling noise, from any thread.
+
+Failures stay per row: an exception in the in-process tiers becomes an `error` score for that completion (with
+the exception in `details["reason"]`), never a lost batch. A missing or null gold is the caller's data error
+and raises a ValueError naming the example and the key.
 """
 from __future__ import annotations
 
+import numbers
 import threading
 import time
 from collections import OrderedDict
@@ -18,19 +28,22 @@ from .. import types as T
 from ..pool import MEMORY, OK, TIMEOUT, Outcome, WorkerPool
 from ..types import Score, Verifier, check_batch
 from . import prefilter
-from .extract import extract_answer
-from .judge import CompareConfig, NeedsHeavy, judge
+from .extract import Extraction, extract
+from .golds import gold_text
+from .judge import TIERS, CompareConfig, NeedsHeavy, judge
 from .normalize import TooManyItems, parse_answer
 
 _STATUS_VALUE = {T.CORRECT: 1.0, T.WRONG: 0.0, T.PARSE_ERROR: 0.0}
+IN_PROCESS_LIMIT_S = 0.2  # at most this much of the caller's time per pair (or a quarter of the deadline)
 
 
 @dataclass(frozen=True)
 class MathOptions:
     mode: Literal["strict", "lenient"] = "strict"
-    extract: Literal["answer_tag", "boxed", "auto"] = "answer_tag"
+    extract: Literal["answer_tag", "boxed", "auto", "free_form"] = "answer_tag"
     answer_tag: str = "answer"
     gold_key: str = "answer"
+    gold_format: Literal["plain", "gsm8k"] = "plain"
     deadline_s: float = 3.0
     workers: int = 2
     memory_mb: int = 1024
@@ -69,7 +82,7 @@ class _LRU:
 class _Pending:
     index: int
     gold: str
-    answer: str
+    found: Extraction
 
 
 class MathVerifier(Verifier):
@@ -77,8 +90,10 @@ class MathVerifier(Verifier):
 
     def __init__(self, options: MathOptions | None = None):
         self.options = options or MathOptions()
-        self.compare = CompareConfig(self.options.mode, self.options.rel_tol)
+        self.compare = CompareConfig(self.options.mode, self.options.rel_tol,
+                                     bare_gold=self.options.gold_format == "gsm8k")
         self.limits = prefilter.Limits(max_chars=self.options.max_answer_chars)
+        self.in_process_limit_s = min(IN_PROCESS_LIMIT_S, self.options.deadline_s / 4)
         self._pool: WorkerPool | None = None
         self._verdicts = _LRU(10_000)
 
@@ -99,26 +114,30 @@ class MathVerifier(Verifier):
             self._pool = None
 
     def score(self, completion: str, example: Mapping[str, Any]) -> Score:
-        # A single call is bounded as a whole: waiting for a busy or restarting pool counts too.
-        return self._score(["" if completion is None else completion], [example], budget_s=self.options.deadline_s)[0]
+        # A single call is bounded as a whole: in-process time and waiting for a busy pool count too.
+        t0 = time.monotonic()
+        return self._score(["" if completion is None else completion], [example], call_start=t0)[0]
 
     def score_batch(self, completions: Sequence[str], examples: Sequence[Mapping[str, Any]]) -> list[Score]:
         check_batch(completions, examples)
-        return self._score(completions, examples, budget_s=None)
+        return self._score(completions, examples, call_start=None)
 
     def _score(self, completions: Sequence[str], examples: Sequence[Mapping[str, Any]],
-               budget_s: float | None) -> list[Score]:
+               call_start: float | None) -> list[Score]:
+        golds = [self._gold(example, i) for i, example in enumerate(examples)]  # data errors first, loudly
         scores: list[Score | None] = [None] * len(completions)
         pending: list[_Pending] = []
-        for i, (completion, example) in enumerate(zip(completions, examples)):
-            gold = self._gold(example, i)
-            result = self._fast(completion, gold)
-            if isinstance(result, str):
+        for i, (completion, gold) in enumerate(zip(completions, golds)):
+            result = self._fast_guarded(completion, gold)
+            if isinstance(result, Extraction):
                 pending.append(_Pending(i, gold, result))
             else:
                 scores[i] = result
         if pending:
-            self._run_heavy(pending, scores, budget_s)
+            budget = None
+            if call_start is not None:
+                budget = max(0.05, self.options.deadline_s - (time.monotonic() - call_start))
+            self._run_heavy(pending, scores, budget)
         return [s for s in scores if s is not None]
 
     def _run_heavy(self, pending: list[_Pending], scores: list[Score | None], budget_s: float | None) -> None:
@@ -126,49 +145,64 @@ class MathVerifier(Verifier):
         found a slow answer repeats it across a group), and settled verdicts from earlier batches not at all."""
         todo: dict[tuple[str, str], list[_Pending]] = {}
         for item in pending:
-            cached = self._verdicts.get((item.gold, item.answer))
+            cached = self._verdicts.get((item.gold, item.found.answer))
             if cached is not None:
-                scores[item.index] = Score(cached.value, cached.status, {**cached.details, "cached": True})
+                details = {**cached.details, **_extraction_details(item.found), "cached": True}
+                scores[item.index] = Score(cached.value, cached.status, details)
             else:
-                todo.setdefault((item.gold, item.answer), []).append(item)
+                todo.setdefault((item.gold, item.found.answer), []).append(item)
         if not todo:
             return
         keys = list(todo)
         if budget_s is not None:
             self.pool.start(wait=True)  # the pool's one-time start-up is not charged to this call's budget
-        payloads = [(gold, answer, self.compare.mode, self.compare.rel_tol) for gold, answer in keys]
+        payloads = [[gold, answer, self.compare.to_wire()] for gold, answer in keys]
         outcomes = self.pool.map(payloads, self.options.deadline_s, budget_s=budget_s)
         for key, outcome in zip(keys, outcomes):
             score = self._from_worker(key[1], outcome)
-            if outcome.kind == OK:  # timeouts depend on load: never remembered
+            if outcome.kind == OK and score.status != T.ERROR:  # timeouts depend on load: never remembered
                 self._verdicts.put(key, score)
             for item in todo[key]:
-                scores[item.index] = score
+                scores[item.index] = Score(score.value, score.status,
+                                           {**score.details, **_extraction_details(item.found)})
 
     def _gold(self, example: Mapping[str, Any], index: int) -> str:
+        key = self.options.gold_key
         try:
-            gold = example[self.options.gold_key]
+            gold = example[key]
         except (KeyError, TypeError):
             keys = sorted(example) if isinstance(example, Mapping) else type(example).__name__
-            raise ValueError(f"math verifier: example {index} has no {self.options.gold_key!r} field "
-                             f"(keys: {keys})") from None
-        return str(gold)
+            raise ValueError(f"math verifier: example {index} has no {key!r} field (keys: {keys})") from None
+        if gold is None:
+            raise ValueError(f"math verifier: example {index} has a null {key!r} (no gold answer to grade against)")
+        if isinstance(gold, bool) or not isinstance(gold, (str, numbers.Real)):
+            raise ValueError(f"math verifier: example {index}: {key!r} must be a string or a number, "
+                             f"got {type(gold).__name__}")
+        return gold_text(str(gold), self.options.gold_format)
 
-    def _fast(self, completion: str, gold: str) -> Score | str:
-        """A final Score from the in-process tiers, or the extracted answer when a worker must decide."""
+    def _fast_guarded(self, completion: str, gold: str) -> Score | Extraction:
+        """`_fast`, with any exception turned into an `error` score for this completion alone."""
+        try:
+            return self._fast(completion, gold)
+        except Exception as exc:  # a grader bug on one odd answer must not lose the batch
+            return Score(0.0, T.ERROR, {"reason": f"internal error: {type(exc).__name__}: {exc}"[:300]})
+
+    def _fast(self, completion: str, gold: str) -> Score | Extraction:
+        """A final Score from the in-process tiers, or the extraction when a worker must decide."""
         t0 = time.perf_counter()
-        answer = extract_answer(completion, self.options.extract, self.options.answer_tag)
-        if answer is None:
+        found = extract(completion, self.options.extract, self.options.answer_tag)
+        if found is None:
             return Score(0.0, T.NO_ANSWER, {"extract": self.options.extract})
-        details: dict[str, Any] = {"answer": answer[:200]}
-        for side, text in (("gold", gold), ("answer", answer)):
+        details = _extraction_details(found)
+        for side, text in (("gold", gold), ("answer", found.answer)):
             reason = prefilter.check(text, self.limits)
             if reason:
                 return Score(0.0, T.REJECTED, {**details, "reason": f"{side}: {reason}"})
         try:
-            verdict = judge(parse_answer(gold), parse_answer(answer), self.compare)
+            verdict = judge(parse_answer(gold), parse_answer(found.answer), self.compare,
+                            time_limit_s=self.in_process_limit_s)
         except NeedsHeavy:
-            return answer
+            return found
         except TooManyItems as exc:
             return Score(0.0, T.REJECTED, {**details, "reason": str(exc)})
         details.update(tier=verdict.tier, elapsed_s=time.perf_counter() - t0)
@@ -179,7 +213,10 @@ class MathVerifier(Verifier):
     def _from_worker(self, answer: str, outcome: Outcome) -> Score:
         details: dict[str, Any] = {"answer": answer[:200], "elapsed_s": outcome.elapsed_s}
         if outcome.kind == OK:
-            status, tier, reason = outcome.value
+            reply = _verdict_reply(outcome.value)
+            if reply is None:  # not what our handler returns: a worker that misbehaved
+                return Score(0.0, T.ERROR, {**details, "reason": f"malformed worker reply {str(outcome.value)[:80]!r}"})
+            status, tier, reason = reply
             details["tier"] = tier
             if reason:
                 details["reason"] = reason
@@ -187,6 +224,20 @@ class MathVerifier(Verifier):
         if outcome.kind == TIMEOUT:
             return Score(0.0, T.TIMEOUT, {**details, "deadline_s": self.options.deadline_s})
         if outcome.kind == MEMORY:
-            return Score(0.0, T.REJECTED, {**details, "reason": str(outcome.value)})
+            return Score(0.0, T.REJECTED, {**details, "reason": str(outcome.value)[:300]})
         # a crash or an exception inside the symbolic tier: the answer could not be processed
-        return Score(0.0, T.PARSE_ERROR, {**details, "reason": f"{outcome.kind}: {outcome.value}"})
+        return Score(0.0, T.PARSE_ERROR, {**details, "reason": f"{outcome.kind}: {outcome.value}"[:300]})
+
+
+def _verdict_reply(value: Any) -> tuple[str, str, str] | None:
+    """A worker's `[status, tier, reason]`, checked against the vocabulary; None when it is anything else."""
+    if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, str) for v in value)):
+        return None
+    status, tier, reason = value
+    if status not in _STATUS_VALUE or tier not in TIERS:
+        return None
+    return status, tier, reason[:500]
+
+
+def _extraction_details(found: Extraction) -> dict[str, Any]:
+    return {"answer": found.answer[:200], "extracted": {"rule": found.rule, "text": found.raw[:200]}}

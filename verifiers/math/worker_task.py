@@ -26,12 +26,14 @@ def warm_up() -> None:
     logging.getLogger("latex2sympy2_extended").setLevel(logging.ERROR)
     for mode in ("strict", "lenient"):
         for gold, pred in WARM_UP_PAIRS:
-            run((gold, pred, mode, None))
+            run([gold, pred, CompareConfig(mode).to_wire()])
     parse_latex.cache_clear()  # warm the parser, not the caches: benchmarks and tests start from empty caches
     parse_leaf.cache_clear()
 
 
-def run(payload: tuple[str, str, str, float | None]) -> tuple[str, str, str]:
-    gold, pred, mode, rel_tol = payload
-    verdict = judge(parse_answer(gold), parse_answer(pred), CompareConfig(mode, rel_tol), heavy=heavy_compare)
-    return verdict.status, verdict.tier, verdict.reason
+def run(payload: list) -> list[str]:
+    """`[gold, answer, CompareConfig.to_wire()]` -> `[status, tier, reason]` (plain data: see verifiers.wire)."""
+    gold, pred, cfg = payload
+    verdict = judge(parse_answer(str(gold)), parse_answer(str(pred)), CompareConfig.from_wire(cfg),
+                    heavy=heavy_compare)
+    return [verdict.status, verdict.tier, verdict.reason]
