@@ -82,9 +82,9 @@ def vote_key(pred: str | None) -> str | None:
     """The form answers are compared in for majority voting (the math verifier's string normaliser)."""
     if pred is None or not pred.strip():
         return None
-    from verifiers.math.normalize import normalize_text
+    from verifiers import normalize_answer
     try:
-        return normalize_text(pred)
+        return normalize_answer(pred)
     except Exception:  # a normaliser failure must not lose a vote: fall back to the raw answer
         return pred.strip()
 

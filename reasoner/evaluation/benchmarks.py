@@ -36,6 +36,9 @@ MATH_FILES = {
 # preset name -> (file under <shared data>/code/, reader)
 CODE_FILES = {"humaneval": "HumanEval.jsonl.gz", "mbpp": "sanitized-mbpp.json"}
 CODE_VERIFIERS = {"code": {}}
+# Grader options a math preset needs whatever the run's verifiers say (added where unset): GSM8K golds may be
+# openai/gsm8k's worked solutions ending in `#### 72`.
+MATH_PRESET_DEFAULTS = {"gsm8k": {"math": {"gold_format": "gsm8k"}}, "gsm8k_test": {"math": {"gold_format": "gsm8k"}}}
 TASK_PRESETS = {"arithmetic": BenchmarkConfig(name="arithmetic", source="arithmetic", split="test",
                                               num_examples=200)}
 
@@ -90,7 +93,8 @@ def _preset(bench: BenchmarkConfig, where: str) -> BenchmarkConfig:
                                f"benchmark data from $REASONER_SHARED_DATA/{kind} or ../shared/data/{kind} next to "
                                f"the repository (set REASONER_SHARED_DATA to its location)")
         if kind == "math":
-            return dataclasses.replace(bench, source=str(path))
+            defaults = {**MATH_PRESET_DEFAULTS.get(bench.name, {}), **bench.verifier_defaults}
+            return dataclasses.replace(bench, source=str(path), verifier_defaults=defaults)
         return dataclasses.replace(bench, source=f"{bench.name}:{path}", verifiers=bench.verifiers or CODE_VERIFIERS)
     raise ConfigError(f"'{where}': unknown benchmark preset '{bench.name}' and no source given; presets: "
                       f"{', '.join(preset_names())}")

@@ -35,6 +35,8 @@ class BenchmarkConfig:
     seed: int = 0                         # built-in tasks: generator seed
     prompt: dict[str, Any] = field(default_factory=dict)  # overrides of the run's `prompt` section (keys of it)
     verifiers: dict[str, dict] | None = None  # None -> eval.verifiers
+    # options added to the graders where they are not set (presets: GSM8K's `#### N` golds)
+    verifier_defaults: dict[str, dict] = field(default_factory=dict)
     metrics: list[str] = field(default_factory=list)     # extra metric hooks (reasoner.evaluation.hooks)
 
 

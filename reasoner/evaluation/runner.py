@@ -96,7 +96,13 @@ def resolve_benchmarks(items: Sequence) -> list[BenchmarkConfig]:
 
 
 def verifiers_for(bench: BenchmarkConfig, cfg: EvalConfig) -> dict[str, dict]:
-    return bench.verifiers if bench.verifiers is not None else cfg.verifiers
+    """The benchmark's graders (its own, else the run's), with its `verifier_defaults` added where unset."""
+    graders = bench.verifiers if bench.verifiers is not None else cfg.verifiers
+    out = {label: dict(opts or {}) for label, opts in graders.items()}
+    for label, defaults in bench.verifier_defaults.items():
+        if label in out:
+            out[label] = {**defaults, **out[label]}
+    return out
 
 
 def prompt_for(bench: BenchmarkConfig, cfg: EvalConfig) -> PromptConfig:

@@ -90,7 +90,7 @@ def test_dotted_overrides_edit_mappings_in_place_and_null_removes_an_entry():
     assert cfg.reward.verifiers == {"math": default["math"], "format": {"weight": 0.5}}
     assert load_config(TrainConfig, None, ["reward.verifiers.format=null"]).reward.verifiers == {"math": default["math"]}
     assert load_config(TrainConfig, "grpo_gsm8k", ["reward.verifiers.format=null"]).reward.verifiers == \
-        {"math": {"weight": 1.0, "mode": "strict"}}
+        {"math": {"weight": 1.0, "mode": "strict", "gold_format": "gsm8k"}}
 
 
 def test_repeated_keys_and_bad_bytes_in_a_config_file_are_one_error(tmp_path):

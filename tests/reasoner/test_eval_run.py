@@ -218,3 +218,22 @@ def test_code_presets_grade_reference_solutions_in_the_sandbox(shared_data):
     with RewardSpec.from_config({"code": {}}) as spec:
         assert spec.score_batch(good, hrows + mrows).correct == [True] * 12
         assert spec.score_batch(bad, hrows).correct == [False] * 6
+
+
+def test_gsm8k_presets_read_raw_gsm8k_golds_whatever_the_run_graders_say():
+    from reasoner.evaluation.benchmarks import resolve_benchmark
+    from reasoner.evaluation.config import EvalConfig
+    from reasoner.evaluation.runner import verifiers_for
+
+    try:
+        bench = resolve_benchmark("gsm8k_test")
+    except Exception as e:  # the preset reads the shared data
+        pytest.skip(f"shared GSM8K data not available: {e}")
+    cfg = EvalConfig(verifiers={"math": {"extract": "auto"}, "format": {"weight": 0.0}})
+    assert verifiers_for(bench, cfg) == {"math": {"gold_format": "gsm8k", "extract": "auto"}, "format": {"weight": 0.0}}
+    explicit = EvalConfig(verifiers={"math": {"gold_format": "plain"}})
+    assert verifiers_for(bench, explicit)["math"]["gold_format"] == "plain"  # a value set explicitly wins
+    from verifiers import RewardSpec
+    with RewardSpec.from_config(verifiers_for(bench, cfg)) as spec:
+        batch = spec.score_batch(["The total is 72 dollars."], [{"answer": "Natalia sold 24 clips...\n#### 72"}])
+    assert batch.correct == [True]
