@@ -70,11 +70,11 @@ class _LinearLogprobs(torch.autograd.Function):
                 with_entropy: bool, entropy_grad: bool, block_rows: int, block_vocab: int):
         m_rows, v_size = hidden.shape[0], weight.shape[0]
         dtype = _compute_dtype(torch.promote_types(hidden.dtype, weight.dtype))
-        kw = {"dtype": dtype, "device": hidden.device}
-        run_max = torch.empty(m_rows, **kw)     # [M] running max of z
-        run_sum = torch.empty(m_rows, **kw)     # [M] sum_j exp(z_j - max)
-        run_dot = torch.empty(m_rows, **kw) if with_entropy else None  # [M] sum_j exp(z_j - max) (z_j - max)
-        target = torch.zeros(m_rows, **kw)      # [M] z at the token
+        dev = hidden.device
+        run_max = torch.empty(m_rows, dtype=dtype, device=dev)  # [M] running max of z
+        run_sum = torch.empty(m_rows, dtype=dtype, device=dev)  # [M] sum_j exp(z_j - max)
+        run_dot = torch.empty(m_rows, dtype=dtype, device=dev) if with_entropy else None  # [M] sum exp(z-max)(z-max)
+        target = torch.zeros(m_rows, dtype=dtype, device=dev)   # [M] z at the token
         for v0 in range(0, v_size, block_vocab):
             v1 = min(v0 + block_vocab, v_size)
             wc = weight[v0:v1].to(dtype)                               # [v, H]
