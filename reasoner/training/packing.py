@@ -278,3 +278,27 @@ def packed_forward_logprobs(model, packed: PackedBatch, temperature: float = 1.0
                                             block_vocab=block_vocab)
     assert entropy is not None
     return unpack_responses(logprobs, packed), unpack_responses(entropy, packed)
+
+
+def packed_batch_logprobs(model, batch, temperature: float = 1.0, *, entropy_grad: bool = False,
+                          share_prompts: bool = True) -> tuple[Tensor, Tensor]:
+    """Drop-in for `forward_logprobs(model, batch, temperature, entropy_grad=...)` on a `TrainBatch`: packs it
+    (each group's prompt once where the group's prompts are identical and `share_prompts`) and runs
+    `packed_forward_logprobs`. Needs `enable_packed_attention(model)` for shared prompts."""
+    return packed_forward_logprobs(model, pack_train_batch(batch, share_prompts=share_prompts), temperature,
+                                   entropy_grad=entropy_grad)
+
+
+class PackedScorer(torch.nn.Module):
+    """`forward(batch, temperature, entropy_grad) -> (logprobs [N, T], entropy [N, T])` as a module over the causal
+    LM, so that a DDP / DeepSpeed wrapper can wrap it: calling the LM's decoder directly from outside the
+    wrapper's forward skips DDP's `prepare_for_backward`, and its gradients would then not be all-reduced."""
+
+    def __init__(self, lm: torch.nn.Module, *, share_prompts: bool = True):
+        super().__init__()
+        self.lm = lm
+        self.share_prompts = share_prompts
+
+    def forward(self, batch, temperature: float = 1.0, entropy_grad: bool = False) -> tuple[Tensor, Tensor]:
+        return packed_batch_logprobs(self.lm, batch, temperature, entropy_grad=entropy_grad,
+                                     share_prompts=self.share_prompts)

@@ -159,3 +159,18 @@ def test_packing_removes_padding_from_a_long_tailed_mix():
     assert padded / real > 2.0
     assert unshared / real <= 1.0 and unshared == real - g * groups
     assert shared == unshared - sum(prompt_lens) * (g - 1)
+
+
+def test_drop_in_on_a_train_batch_and_as_a_module(model64):
+    from reasoner.training.packing import PackedScorer, packed_batch_logprobs
+    enable_packed_attention(model64)
+    batch = ragged_batch(model64.config.vocab_size, **BATCH, seed=8)
+    mask = batch.response_mask
+    with torch.no_grad():
+        ref_lp, ref_ent = forward_logprobs(model64, batch, 1.0)
+        lp, ent = packed_batch_logprobs(model64, batch)
+        mod_lp, _ = PackedScorer(model64)(batch)
+    assert lp.shape == ref_lp.shape == mod_lp.shape
+    assert_close(lp * mask, ref_lp * mask, **F64)
+    assert_close(ent * mask, ref_ent * mask, **F64)
+    assert_close(mod_lp, lp, atol=0.0, rtol=0.0)
