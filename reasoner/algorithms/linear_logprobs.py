@@ -54,9 +54,14 @@ class _Head:
     def logits(self, hb: Tensor, wc: Tensor, bc: Tensor | None, slope: bool = False) -> tuple[Tensor, Tensor | None]:
         """`z [b, v]` for hidden rows `hb [b, H]` and weight rows `wc [v, H]`; with `slope` (softcapping only),
         also `(dz/draw) / mult [b, v]`; None when `dz/draw` is the constant `mult`."""
-        raw = torch.addmm(bc, hb, wc.t()) if bc is not None else hb @ wc.t()  # [b, v]
         if self.softcap is None:
-            return (raw.mul_(self.mult) if self.mult != 1.0 else raw), None
+            # the constant folds into the matmul (alpha, beta): no extra pass over the [b, v] block
+            if bc is not None:
+                return torch.addmm(bc, hb, wc.t(), beta=self.mult, alpha=self.mult), None
+            if self.mult == 1.0:
+                return hb @ wc.t(), None
+            return torch.addmm(hb.new_zeros(()), hb, wc.t(), beta=0.0, alpha=self.mult), None
+        raw = torch.addmm(bc, hb, wc.t()) if bc is not None else hb @ wc.t()  # [b, v]
         # Gemma-2 style: cap * tanh(scale * raw / cap)
         t = raw.mul_(self.scale / self.softcap).tanh_()  # [b, v] in (-1, 1)
         # dz/draw = (1 - t^2) * scale / cap * mult: the caller multiplies by `mult`
@@ -160,13 +165,14 @@ class _LinearLogprobs(torch.autograd.Function):
                     ids = token_ids[r0:r1] - v0
                     rows = ((ids >= 0) & (ids < v1 - v0)).nonzero().squeeze(1)
                     dz.index_put_((rows, ids[rows]), g_lp[r0:r1][rows], accumulate=True)
-                draw = dz.mul_(slope).mul_(head.mult) if slope is not None else dz.mul_(head.mult)  # [b, v]
+                # d raw = dz * slope * mult; the constant `mult` goes into the matmuls' alpha
+                draw = dz.mul_(slope) if slope is not None else dz  # [b, v]
                 if grad_h is not None:
-                    grad_h[r0:r1].addmm_(draw, wc)
+                    grad_h[r0:r1].addmm_(draw, wc, alpha=head.mult)
                 if gw is not None:
-                    gw.addmm_(draw.t(), hb)
+                    gw.addmm_(draw.t(), hb, alpha=head.mult)
                 if gb is not None:
-                    gb += draw.sum(dim=0)
+                    gb.add_(draw.sum(dim=0), alpha=head.mult)
             if grad_w is not None and gw is not None:
                 grad_w[v0:v1] = gw
             if grad_b is not None and gb is not None:
