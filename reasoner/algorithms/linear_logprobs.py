@@ -31,10 +31,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-# (block_rows, block_vocab) per device type. CPU (2 cores, float32, H = 256-1024, V = 151,936; measured with
-# `python scripts/bench_head.py speed`): 1024 x 4096 (a 16 MiB logits block), among the fastest settings; blocks of
-# 256-8192 rows x 2048-16384 vocab entries were within ~15% of it. CUDA (not measured here): larger blocks
-# (2048 x 32768, 256 MiB fp32) so that each matmul fills the GPU.
+# (block_rows, block_vocab) per device type. CPU: 1024 x 4096 (a 16 MiB float32 logits block). Measured on the
+# shared 2-core dev machine (`python scripts/bench_head.py speed --t 1024 --hidden 256 --rows 256 1024 --vocab
+# 2048 4096 16384`, V = 151,936, forward + backward): 1024 x {2048, 4096, 16384} and 256 x {4096, 16384} all took
+# 8.1-9.7 s (within the machine's noise; 256 x 2048: 15.7 s), the materialised path 9.6 s. CUDA (not measured, no
+# GPU here): 2048 x 32768 (256 MiB float32), larger matmuls to fill the device.
 DEFAULT_BLOCKS: dict[str, tuple[int, int]] = {"cpu": (1024, 4096), "default": (2048, 32768)}
 
 

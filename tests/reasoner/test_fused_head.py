@@ -109,3 +109,15 @@ def test_logit_transforms_of_other_families(family, kw, field, value):
     plain = OutputHead(weight=head.weight, bias=head.bias)  # the transform forgotten: detected
     with pytest.raises(NotImplementedError, match="differ"):
         verify_output_head(model, plain)
+
+
+@pytest.mark.parametrize("family", ["LlamaConfig", "MistralConfig", "Qwen2Config", "Qwen3Config"])
+def test_families_without_logit_transforms(family):
+    import transformers
+    model = _tiny(getattr(transformers, family), tie_word_embeddings=False)
+    head = find_output_head(model)
+    assert head.weight is model.lm_head.weight and head.weight is not model.get_input_embeddings().weight
+    assert (head.logit_scale, head.softcap) == (1.0, None)
+    assert verify_output_head(model, head) < 1e-4
+    with pytest.raises(NotImplementedError, match="differ"):  # a wrong head is caught
+        verify_output_head(model, OutputHead(weight=model.get_input_embeddings().weight, bias=None))
