@@ -99,8 +99,8 @@ def verify_output_head(model, head: OutputHead | None = None, input_ids: Tensor 
     """Raise unless body + `head` reproduces `model(input_ids).logits` as log-probs; returns the max difference.
 
     `input_ids` defaults to 8 fixed tokens spread over the vocabulary; `atol` defaults by dtype (float64 1e-9,
-    float32 1e-4, half types 5e-2). Compares log-probs of every vocabulary entry through the fused function by
-    asking for each position's argmax and a few fixed tokens."""
+    float32 1e-4, half types 5e-2). At each position it compares the fused log-probs of three tokens — the
+    model's most and least likely ones and the last vocabulary id — with `log_softmax` of the model's logits."""
     model = _unwrap(model)
     head = head or find_output_head(model)
     p = next(model.parameters())
