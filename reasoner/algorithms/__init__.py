@@ -19,6 +19,7 @@ from reasoner.algorithms.advantages import ADVANTAGE_ESTIMATORS, compute_advanta
 from reasoner.algorithms.aggregation import LOSS_AGGREGATIONS, aggregate_loss, global_counts
 from reasoner.algorithms.entropy import entropy_from_logits, token_logprobs
 from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalty, sequence_kl
+from reasoner.algorithms.linear_logprobs import linear_token_logprobs
 from reasoner.algorithms.policy_loss import POLICY_LOSSES, PolicyLossStats, policy_loss
 from reasoner.algorithms.registry import Registry, UnknownNameError
 from reasoner.algorithms.shaping import overlong_penalty
@@ -39,6 +40,7 @@ __all__ = [
     "entropy_from_logits",
     "global_counts",
     "kl_penalty",
+    "linear_token_logprobs",
     "overlong_penalty",
     "policy_loss",
     "sequence_kl",
