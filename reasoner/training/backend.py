@@ -77,12 +77,18 @@ class Backend(ABC):
         return next(self.module.parameters()).device
 
     # ------------------------------------------------------------------------------------------ set-up
+    #: the backend partitions parameters outside module forwards (ZeRO-3): code that reads a weight directly
+    #: (the fused output head) must not run
+    partitions_parameters = False
+
     def prepare(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler: Any, *,
-                max_grad_norm: float | None = None) -> None:
+                max_grad_norm: float | None = None, scorer: torch.nn.Module | None = None) -> None:
         """Take ownership of the model, optimizer and scheduler (wrapping them as the backend needs).
 
-        `max_grad_norm` is for backends that clip inside their own step (DeepSpeed); the others clip in `step`."""
-        self.module, self.train_model, self.optimizer, self.scheduler = model, model, optimizer, scheduler
+        `scorer`: the module training forwards call (a `PolicyScorer` over `model`); the backend wraps it instead
+        of the bare model, so its gradient hooks see the whole forward. `max_grad_norm` is for backends that clip
+        inside their own step (DeepSpeed); the others clip in `step`."""
+        self.module, self.train_model, self.optimizer, self.scheduler = model, scorer or model, optimizer, scheduler
 
     def close(self) -> None:
         """End the run's process group cleanly (a barrier, then `destroy_process_group`)."""
@@ -209,12 +215,14 @@ class DDP(_ProcessGroup):
 
     name = "ddp"
 
-    def prepare(self, model, optimizer, scheduler, *, max_grad_norm: float | None = None) -> None:
+    def prepare(self, model, optimizer, scheduler, *, max_grad_norm: float | None = None,
+                scorer: torch.nn.Module | None = None) -> None:
         from torch.nn.parallel import DistributedDataParallel
 
         # broadcast_buffers=False: the only buffers (rotary tables) are identical by construction, and a buffer
         # broadcast in every forward would make no-grad scoring passes collective.
-        wrapped = DistributedDataParallel(model, device_ids=[self.local_rank] if self.comm_backend == "nccl" else None,
+        wrapped = DistributedDataParallel(scorer or model,
+                                          device_ids=[self.local_rank] if self.comm_backend == "nccl" else None,
                                           broadcast_buffers=False)
         self.module, self.train_model, self.optimizer, self.scheduler = model, wrapped, optimizer, scheduler
 

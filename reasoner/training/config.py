@@ -72,6 +72,13 @@ class OptimConfig:
     warmup_steps: int = 0
     max_grad_norm: float | None = 1.0
     micro_batch_size: int = 0                  # sequences per forward/backward (gradient accumulation); 0 -> all
+    max_tokens_per_micro_batch: int = 0        # > 0: micro-batches by a token budget instead (bin-packed rows)
+    packed: bool | None = None                 # pack micro-batches into one row (no padding); null -> auto
+    fused_head: bool | None = None             # log-probs from hidden states (no [N, T, V] logits); null -> auto
+
+    def __post_init__(self):
+        if self.micro_batch_size < 0 or self.max_tokens_per_micro_batch < 0:
+            raise ConfigError("optim.micro_batch_size and optim.max_tokens_per_micro_batch must be >= 0")
 
 
 @dataclass

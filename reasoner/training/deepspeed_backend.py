@@ -92,15 +92,20 @@ class DeepSpeedBackend(_ProcessGroup):
         import deepspeed
         deepspeed.init_distributed(dist_backend=self.comm_backend, timeout=self.timeout, verbose=False)
 
-    def prepare(self, model, optimizer, scheduler, *, max_grad_norm: float | None = None) -> None:
+    @property
+    def partitions_parameters(self) -> bool:
+        return self.stage >= 3
+
+    def prepare(self, model, optimizer, scheduler, *, max_grad_norm: float | None = None,
+                scorer: torch.nn.Module | None = None) -> None:
         import deepspeed
 
         config = resolve_deepspeed_config(self._raw_config, self._config_where, world_size=self.world_size,
                                           max_grad_norm=max_grad_norm, dtype=next(model.parameters()).dtype)
-        engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(model=model, optimizer=optimizer,
+        engine, ds_optimizer, _, ds_scheduler = deepspeed.initialize(model=scorer or model, optimizer=optimizer,
                                                                      lr_scheduler=scheduler, config=config)
         self.engine = engine
-        self.module, self.train_model = engine.module, engine
+        self.module, self.train_model = model, engine
         self.optimizer, self.scheduler = ds_optimizer, scheduler
         self.config = config
 

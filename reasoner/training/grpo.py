@@ -43,7 +43,7 @@ from reasoner.training.checkpoint import (
 )
 from reasoner.training.config import TrainConfig
 from reasoner.training.interrupt import TrainingInterrupted, stop_between_steps
-from reasoner.training.logprobs import score_logprobs
+from reasoner.training.logprobs import PolicyScorer, score_logprobs
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.prologue import start_run
 from reasoner.training.rewards import reward_spec_for
@@ -71,7 +71,7 @@ class Trainer:
     cfg: TrainConfig
     tokenizer: PreTrainedTokenizerBase
     backend: Backend
-    ref: torch.nn.Module | None                 # frozen reference policy (kl_beta > 0)
+    ref: PolicyScorer | None                    # frozen reference policy (kl_beta > 0)
     engine: RolloutEngine
     reward_spec: RewardSpec
     prompts: list[Prompt]
@@ -159,11 +159,12 @@ def setup(cfg: TrainConfig) -> Trainer:
     policy = load_model(cfg.model, path=str(ckpt / "model") if ckpt else None)
     ref = None
     if cfg.algorithm.kl_beta > 0:  # with β = 0 no reference model is loaded at all
-        ref = load_model(cfg.model, path=cfg.ref_model or cfg.model.path, trainable=False)
+        ref = policy_scorer(load_model(cfg.model, path=cfg.ref_model or cfg.model.path, trainable=False), cfg)
     optimizer = build_optimizer(policy, cfg.optim)
     scheduler = build_scheduler(optimizer, cfg.optim,
                                 cfg.steps * cfg.algorithm.ppo_epochs * cfg.algorithm.minibatches)
-    backend.prepare(policy, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm)
+    backend.prepare(policy, optimizer, scheduler, max_grad_norm=cfg.optim.max_grad_norm,
+                    scorer=policy_scorer(policy, cfg, partitioned=backend.partitions_parameters))
     with backend.full_weights() as module:
         engine = make_engine(cfg.engine, module, tokenizer)
     trainer = Trainer(
@@ -235,11 +236,12 @@ def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary
     rows = RankRows.of(rollouts.size, backend)
     batch = collate(rollouts, torch.zeros(rollouts.size), trainer.tokenizer.pad_token_id,
                     mask_truncated=algo.mask_truncated, device=backend.device)
-    chunk = cfg.optim.micro_batch_size
-    if trainer.ref is not None:
-        batch.ref_logprobs = score_logprobs(trainer.ref, batch, trainer.temperature, chunk)
+    chunks = dict(chunk_size=cfg.optim.micro_batch_size, max_tokens=cfg.optim.max_tokens_per_micro_batch)
+    if trainer.ref is not None:  # not wrapped by the backend: its forward is no collective, even under ZeRO-3
+        batch.ref_logprobs = score_logprobs(trainer.ref, batch, trainer.temperature, **chunks)
     if needs_old_logprobs(algo):
-        batch.old_logprobs = score_logprobs(backend.train_model, batch, trainer.temperature, chunk)
+        batch.old_logprobs = score_logprobs(backend.train_model, batch, trainer.temperature, **chunks,
+                                            backend=backend)
         metrics.update(engine_gap_metrics(batch, backend))
     seq_kl = None
     if algo.kl_beta > 0 and algo.kl_in_reward:
@@ -260,6 +262,11 @@ def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary
         metrics["groups_kept"] = float(step.groups_kept)
     batch.advantages = rows.local(step.advantages.to(backend.device))
     return rows.for_update(batch, step.keep)
+
+
+def policy_scorer(model: torch.nn.Module, cfg: TrainConfig, *, partitioned: bool = False) -> PolicyScorer:
+    """The trainer's forward over `model` as `optim` configures it (packed / fused head / shared prompts)."""
+    return PolicyScorer(model, packed=cfg.optim.packed, fused_head=cfg.optim.fused_head, partitioned=partitioned)
 
 
 def _stop_requested(backend: Backend, local: bool) -> bool:

@@ -29,9 +29,10 @@ import torch
 
 from reasoner.algorithms import POLICY_LOSSES, aggregate_loss, global_counts, kl_penalty, policy_loss
 from reasoner.training.backend import Backend
-from reasoner.training.batch import TrainBatch, group_order
+from reasoner.training.batch import TrainBatch, group_order, pad_rows
 from reasoner.training.config import AlgorithmConfig, OptimConfig
-from reasoner.training.logprobs import forward_logprobs
+from reasoner.training.logprobs import as_scorer
+from reasoner.training.micro_batches import plan_micro_batches
 
 
 def needs_old_logprobs(algo: AlgorithmConfig) -> bool:
@@ -68,11 +69,9 @@ def update_policy(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig, op
             # Skipping differs between ranks, and ranks must run the same passes: only a single process skips.
             rows = _rows_with_gradient(minibatch, algo) if backend.world_size == 1 else torch.arange(minibatch.size)
             skipped += minibatch.size - len(rows)
-            micro = optim.micro_batch_size or minibatch.size
-            starts = list(range(0, len(rows), micro))
-            for i, start in enumerate(starts):
-                part = minibatch.select(rows[start:start + micro])
-                with backend.micro_batch(last=i == len(starts) - 1):
+            parts = micro_batches(minibatch, rows, optim, backend)
+            for i, part in enumerate(parts):
+                with backend.micro_batch(last=i == len(parts) - 1):
                     stats = _micro_step(backend, part, algo, temperature, num_tokens=num_tokens, num_seqs=num_seqs,
                                         norm_length=norm_length)
                 tokens = float(part.response_mask.sum())
@@ -86,6 +85,35 @@ def update_policy(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig, op
     result = _reduce_stats(backend, weighted, additive, weight_total, grad_norms)
     result["skipped_rows"] = skipped / (batch.size * algo.ppo_epochs)
     return result
+
+
+def micro_batches(minibatch: TrainBatch, rows: torch.Tensor, optim: OptimConfig, backend: Backend) -> list[TrainBatch]:
+    """The micro-batches of `rows` (indices into `minibatch`): `optim.micro_batch_size` rows each, or, with
+    `optim.max_tokens_per_micro_batch`, rows bin-packed under that token budget (whole groups kept together when
+    the minibatch is made of groups, so a shared prompt stays shared). Every rank runs the same number of
+    micro-batches (DDP and ZeRO need equal passes): a rank with fewer adds passes that carry no loss."""
+    if optim.max_tokens_per_micro_batch:
+        lengths = minibatch.attention_mask.sum(dim=1).cpu()[rows].tolist()  # what a packed forward processes
+        g = minibatch.group_size if minibatch.group_size > 1 and len(rows) % minibatch.group_size == 0 else 1
+        plan = plan_micro_batches(lengths, optim.max_tokens_per_micro_batch, group_size=g, keep_groups=g > 1)
+        groups = [rows[torch.tensor(mb, dtype=torch.long)] for mb in plan.ranks[0] if mb]
+    else:
+        micro = optim.micro_batch_size or max(len(rows), 1)
+        groups = [rows[start:start + micro] for start in range(0, len(rows), micro)]
+    parts = [minibatch.select(index) for index in groups]
+    if backend.world_size > 1 and optim.max_tokens_per_micro_batch:
+        most = max(backend.all_gather_object(len(parts)))
+        parts += [blank_rows(minibatch)] * (most - len(parts))
+    return parts
+
+
+def blank_rows(batch: TrainBatch) -> TrainBatch:
+    """One row of `batch` that carries no loss and counts nothing: a pass that only keeps ranks in step."""
+    blank = pad_rows(batch.select([0]), 1)
+    blank.response_mask.zero_()
+    blank.advantages.zero_()
+    blank.row_padding.fill_(True)
+    return blank
 
 
 def _global_counts(backend: Backend, minibatch: TrainBatch) -> tuple[float, float]:
@@ -139,7 +167,7 @@ def _split(order: torch.Tensor, parts: int, group_size: int) -> list[torch.Tenso
 def _micro_step(backend: Backend, part: TrainBatch, algo: AlgorithmConfig, temperature: float, *, num_tokens: float,
                 num_seqs: float, norm_length: int) -> dict[str, float]:
     want_entropy_grad = algo.entropy_coef != 0.0
-    logprobs, entropy = forward_logprobs(backend.train_model, part, temperature, entropy_grad=want_entropy_grad)
+    logprobs, entropy = as_scorer(backend.train_model)(part, temperature, want_entropy_grad)
     old = part.old_logprobs if part.old_logprobs is not None else logprobs.detach()
     is_weights = None
     if algo.tis_cap is not None:
