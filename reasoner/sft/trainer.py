@@ -21,6 +21,7 @@ from reasoner.metrics.progress import progress_bar
 from reasoner.models import load_model, tokenizer_for
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, load_sft_rows, pack_examples, tokenize_examples
+from reasoner.sft.loss import SFTLoss, as_sft_loss
 from reasoner.training.backend import Backend, SingleProcess
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.prologue import start_run
@@ -47,7 +48,8 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
     total = cfg.max_steps or max(1, int(round(cfg.epochs * math.ceil(len(examples) / cfg.batch_size))))
     optimizer = build_optimizer(model, cfg.optim)
     backend.prepare(model, optimizer, build_scheduler(optimizer, cfg.optim, total),
-                    max_grad_norm=cfg.optim.max_grad_norm)
+                    max_grad_norm=cfg.optim.max_grad_norm,
+                    scorer=SFTLoss(model, fused_head=cfg.optim.fused_head, partitioned=backend.partitions_parameters))
     gen = torch.Generator().manual_seed(cfg.seed)
     log = (out / "metrics.jsonl").open("w") if backend.is_main else None
     progress = progress_bar(cfg.progress and backend.is_main, total=total, desc="sft")
@@ -143,18 +145,17 @@ def train_batch(model, batch: list[SFTExample], pad_id: int, cfg: SFTConfig, dev
     total = 0.0
     for i, start in enumerate(starts):
         with backend.micro_batch(last=i == len(starts) - 1):
-            loss = sft_loss(backend.train_model, collate_sft(mine[start:start + micro], pad_id), norm, device)
+            tensors = {k: v.to(device) for k, v in collate_sft(mine[start:start + micro], pad_id).items()}
+            loss = as_sft_loss(backend.train_model)(tensors, norm)
             backend.backward(loss)
         total += float(loss.detach())
     return backend.all_reduce_sum([total])[0] / backend.world_size, int(num_tokens)
 
 
 def sft_loss(model, tensors: dict[str, torch.Tensor], num_tokens: int, device) -> torch.Tensor:
-    """Summed next-token cross-entropy over target tokens of one micro-batch, divided by the batch's target count."""
-    labels = tensors["labels"].to(device)
-    logits = model(**{k: v.to(device) for k, v in tensors.items() if k != "labels"}, use_cache=False).logits
-    return torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), labels[:, 1:].flatten(),
-                                             ignore_index=-100, reduction="sum") / num_tokens
+    """Summed next-token cross-entropy over target tokens of one micro-batch, divided by the batch's target count
+    (`model` an `SFTLoss`, a backend's wrapper of one, or a bare model: the reference loss)."""
+    return as_sft_loss(model)({k: v.to(device) for k, v in tensors.items()}, num_tokens)
 
 
 def collate_sft(batch: list[SFTExample], pad_id: int) -> dict[str, torch.Tensor]:

@@ -109,6 +109,72 @@ class TrainBatch:
         )
 
 
+@dataclass
+class TrainRow:
+    """One row of a `TrainBatch` as plain data (real tokens only), to move rows between ranks."""
+
+    prompt: list[int]
+    response: list[int]
+    response_mask: list[float]               # [len(response)]
+    engine_logprobs: list[float]             # [len(response)]
+    advantage: float | list[float]           # one per sequence, or one per response token
+    old_logprobs: list[float] | None = None
+    ref_logprobs: list[float] | None = None
+
+
+def batch_rows(batch: TrainBatch) -> list[TrainRow]:
+    """The rows of `batch` (no padding rows expected) as `TrainRow`s."""
+    t = batch.response_width
+    p = batch.input_ids.shape[1] - t
+    ids, att = batch.input_ids.cpu(), batch.attention_mask.cpu().bool()
+    out = []
+
+    def resp(x: torch.Tensor | None, i: int, n: int) -> list[float] | None:
+        return None if x is None else x[i, :n].cpu().tolist()
+
+    for i in range(batch.size):
+        n = int(att[i, p:].sum())
+        adv = batch.advantages[i]
+        out.append(TrainRow(prompt=ids[i, :p][att[i, :p]].tolist(), response=ids[i, p:p + n].tolist(),
+                            response_mask=resp(batch.response_mask, i, n),
+                            engine_logprobs=resp(batch.engine_logprobs, i, n),
+                            advantage=float(adv) if adv.dim() == 0 else adv[:n].cpu().tolist(),
+                            old_logprobs=resp(batch.old_logprobs, i, n), ref_logprobs=resp(batch.ref_logprobs, i, n)))
+    return out
+
+
+def batch_from_rows(rows: Sequence[TrainRow], pad_id: int, *, group_size: int = 1,
+                    device: torch.device | str = "cpu") -> TrainBatch:
+    """The `TrainBatch` layout (`collate`'s) of `rows`; `group_size` when they are whole groups in order."""
+    n = len(rows)
+    width_p = max(len(r.prompt) for r in rows)
+    width_t = max(1, max(len(r.response) for r in rows))
+    input_ids = torch.full((n, width_p + width_t), pad_id, dtype=torch.long)
+    attention = torch.zeros((n, width_p + width_t), dtype=torch.long)
+    per_token = isinstance(rows[0].advantage, list)
+    fields_t = {name: torch.zeros((n, width_t)) for name in ("response_mask", "engine_logprobs")}
+    optional = {name: torch.zeros((n, width_t)) for name in ("old_logprobs", "ref_logprobs")
+                if getattr(rows[0], name) is not None}
+    advantages = torch.zeros((n, width_t)) if per_token else torch.zeros(n)
+    for i, r in enumerate(rows):
+        p, t = len(r.prompt), len(r.response)
+        input_ids[i, width_p - p:width_p] = torch.tensor(r.prompt, dtype=torch.long)
+        attention[i, width_p - p:width_p + t] = 1
+        if t:
+            input_ids[i, width_p:width_p + t] = torch.tensor(r.response, dtype=torch.long)
+        for name, tensor in {**fields_t, **optional}.items():
+            if t:
+                tensor[i, :t] = torch.tensor(getattr(r, name), dtype=torch.float32)
+        if per_token:
+            advantages[i, :t] = torch.tensor(r.advantage, dtype=torch.float32)
+        else:
+            advantages[i] = float(r.advantage)
+    position_ids = (attention.cumsum(dim=1) - 1).clamp(min=0)
+    return TrainBatch(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                      position_ids=position_ids.to(device), advantages=advantages.to(device),
+                      group_size=group_size, **{k: v.to(device) for k, v in {**fields_t, **optional}.items()})
+
+
 def _whole_groups(index: torch.Tensor, g: int) -> bool:
     if g <= 1 or len(index) % g:
         return False

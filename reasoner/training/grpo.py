@@ -261,7 +261,8 @@ def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary
     if step.groups_kept is not None:
         metrics["groups_kept"] = float(step.groups_kept)
     batch.advantages = rows.local(step.advantages.to(backend.device))
-    return rows.for_update(batch, step.keep)
+    return rows.for_update(batch, step.keep, balance_tokens=cfg.optim.max_tokens_per_micro_batch > 0,
+                           pad_id=trainer.tokenizer.pad_token_id)
 
 
 def policy_scorer(model: torch.nn.Module, cfg: TrainConfig, *, partitioned: bool = False) -> PolicyScorer:

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from reasoner.training.backend import Backend
-from reasoner.training.batch import Rollouts, TrainBatch, pad_rows
+from reasoner.training.batch import Rollouts, TrainBatch, batch_from_rows, batch_rows, pad_rows
 
 
 def shard_prompts(indices: Sequence[int], backend: Backend) -> list[int]:
@@ -95,25 +95,65 @@ class RankRows:
         parts = self.backend.all_gather_object(local.detach().cpu())
         return torch.cat(parts).to(local.device)
 
-    def for_update(self, batch: TrainBatch, keep: torch.Tensor) -> TrainBatch | None:
+    def for_update(self, batch: TrainBatch, keep: torch.Tensor, *, balance_tokens: bool = False,
+                   pad_id: int = 0) -> TrainBatch | None:
         """This rank's rows of `keep` (global row indices that survive filtering), padded to the largest shard.
 
-        `batch` holds this rank's rows. None when no row is kept on any rank."""
+        `batch` holds this rank's rows. None when no row is kept on any rank. With `balance_tokens`, the kept
+        groups are first re-dealt so that every rank gets the same number of groups with about the same number of
+        tokens (`balanced_assignment`); rows move between ranks as plain data (`batch_rows`)."""
         if len(keep) == 0:
             return None
         local = [int(r) - self.start for r in keep if self.start <= int(r) < self.start + self.size]
         if self.backend.world_size == 1:
             return batch.select(local)
+        if balance_tokens:
+            return self._balanced(batch, keep, pad_id)
         largest = max(sum(1 for r in keep if rank * self.size <= int(r) < (rank + 1) * self.size)
                       for rank in range(self.backend.world_size))
         if local:
             return pad_rows(batch.select(local), largest)
+        return self._padding_only(batch, largest)
+
+    def _balanced(self, batch: TrainBatch, keep: torch.Tensor, pad_id: int) -> TrainBatch:
+        g = batch.group_size if batch.group_size > 1 else 1
+        kept = [int(r) for r in keep]
+        mine = [r - self.start for r in kept if self.start <= r < self.start + self.size]
+        rows = batch_rows(batch.select(mine)) if mine else []
+        tokens = batch.attention_mask.sum(dim=1).cpu().tolist()
+        gathered = self.backend.all_gather_object(([int(tokens[i]) for i in mine], rows))  # in rank order
+        all_rows = [row for _, part in gathered for row in part]                 # the kept rows, in global order
+        all_tokens = [n for part, _ in gathered for n in part]
+        groups = [list(range(i, i + g)) for i in range(0, len(all_rows), g)]
+        plan = balanced_assignment([sum(all_tokens[i] for i in grp) for grp in groups], self.backend.world_size)
+        slots = max(len(p) for p in plan)
+        mine_rows = [all_rows[i] for grp in plan[self.backend.rank] for i in groups[grp]]
+        if not mine_rows:
+            return self._padding_only(batch, slots * g)
+        shard = batch_from_rows(mine_rows, pad_id, group_size=g, device=batch.input_ids.device)
+        return pad_rows(shard, slots * g)
+
+    def _padding_only(self, batch: TrainBatch, size: int) -> TrainBatch:
         # Nothing of this rank's survives: run padding passes only, built from its first group with no loss.
         empty = pad_rows(batch.select(list(range(batch.group_size))), batch.group_size)
         empty.response_mask.zero_()
         empty.advantages.zero_()
         empty.row_padding.fill_(True)
-        return pad_rows(empty, largest)
+        return pad_rows(empty, size)
+
+
+def balanced_assignment(group_tokens: Sequence[int], world_size: int) -> list[list[int]]:
+    """Groups -> ranks: every rank gets `ceil(groups / world_size)` slots at most (equal passes after padding),
+    the largest groups placed first on the least-loaded rank with a free slot (LPT scheduling). Returns each rank's
+    group indices, ascending."""
+    slots = -(-len(group_tokens) // world_size)
+    load = [0] * world_size
+    out: list[list[int]] = [[] for _ in range(world_size)]
+    for g in sorted(range(len(group_tokens)), key=lambda i: (-group_tokens[i], i)):
+        rank = min((r for r in range(world_size) if len(out[r]) < slots), key=lambda r: (load[r], r))
+        out[rank].append(g)
+        load[rank] += group_tokens[g]
+    return [sorted(groups) for groups in out]
 
 
 def shard_examples(batch: Sequence[Any], backend: Backend) -> list[Any]:

@@ -154,3 +154,28 @@ def test_lora_trains_adapters_only_and_saves_the_merged_model(tmp_path, tiny_mod
     assert set(base) == set(merged)                            # a plain checkpoint, no adapter keys
     changed = {k for k in base if not torch.equal(base[k], merged[k])}
     assert changed and all(k.endswith(("q_proj.weight", "v_proj.weight")) for k in changed)
+
+
+@pytest.mark.parametrize("pack", [False, True])
+def test_fused_sft_loss_equals_cross_entropy_in_value_and_gradient(tiny_model_dir, tokenizer, pack):
+    from transformers import AutoModelForCausalLM
+
+    from reasoner.models.exact import upcast_norms
+    from reasoner.sft.loss import SFTLoss
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float64, attn_implementation="sdpa")
+    upcast_norms(model)
+    examples = tokenize_examples(tokenizer, arithmetic(5, split="train"))
+    if pack:
+        examples = pack_examples(examples, 128)
+    tensors = collate_sft(examples, tokenizer.pad_token_id)
+    num = float((tensors["labels"][:, 1:] != -100).sum())
+    params = [p for p in model.parameters() if p.requires_grad]
+    results = []
+    for fused in (False, True):
+        loss = SFTLoss(model, fused_head=fused)(tensors, num)
+        results.append((loss.detach(), torch.autograd.grad(loss, params)))
+    (ref, ref_grads), (ours, grads) = results
+    assert float(ours) == pytest.approx(float(ref), abs=1e-9)
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0.0)

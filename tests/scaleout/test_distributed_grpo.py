@@ -77,6 +77,13 @@ def test_two_processes_train_like_one(backend, scaleout_model_dir, single_run, t
     assert_same_training(tmp_path / "run", single_run, scaleout_model_dir)
 
 
+def test_a_token_budget_rebalances_rows_across_ranks_and_trains_like_one(scaleout_model_dir, single_run, tmp_path):
+    # rows move between the ranks (balanced by tokens), micro-batches are bin-packed, counts evened with blank
+    # passes: none of it changes the update
+    run_two(scaleout_model_dir, tmp_path / "run", "ddp", "optim.max_tokens_per_micro_batch=48")
+    assert_same_training(tmp_path / "run", single_run, scaleout_model_dir)
+
+
 def test_two_process_zero3_trains_like_one(zero3_run, single_run, scaleout_model_dir):
     assert_same_training(zero3_run, single_run, scaleout_model_dir)
     ckpt = zero3_run / "checkpoints" / "step-000003"

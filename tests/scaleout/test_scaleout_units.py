@@ -200,3 +200,28 @@ def test_hf_engine_samples_from_the_untruncated_distribution(model_and_batch):
     stat, df = chi_square(first_token_draws(HFEngine(model, tok, max_batch_size=n), prompt, n),
                           next_token_probs(model, prompt), n)
     assert stat < df + 6 * math.sqrt(2 * df), (stat, df)
+
+
+def test_balanced_assignment_gives_equal_slots_and_near_equal_tokens():
+    from reasoner.training.sharding import balanced_assignment
+
+    tokens = [4096, 64, 3000, 200, 150, 2500, 90, 1000]
+    plan = balanced_assignment(tokens, 2)
+    assert sorted(g for rank in plan for g in rank) == list(range(8)) and [len(r) for r in plan] == [4, 4]
+    loads = [sum(tokens[g] for g in rank) for rank in plan]
+    assert max(loads) / (sum(tokens) / 2) < 1.05
+    contiguous = [sum(tokens[:4]), sum(tokens[4:])]
+    assert max(loads) < max(contiguous)
+    assert balanced_assignment([5, 5, 5], 2) == [[0, 2], [1]]
+
+
+def test_rows_round_trip_through_plain_data(model_and_batch):
+    from reasoner.training.batch import batch_from_rows, batch_rows
+
+    tok, _, _, batch = model_and_batch
+    batch.old_logprobs = torch.randn(batch.response_mask.shape)
+    again = batch_from_rows(batch_rows(batch), tok.pad_token_id, group_size=batch.group_size)
+    for name in ("input_ids", "attention_mask", "position_ids", "response_mask", "engine_logprobs", "advantages"):
+        assert torch.equal(getattr(again, name), getattr(batch, name)), name
+    mask = batch.response_mask.bool()
+    assert torch.equal(again.old_logprobs[mask], batch.old_logprobs[mask]) and again.group_size == batch.group_size
