@@ -29,12 +29,15 @@ import time
 import types
 import warnings
 
-from . import procs, solution, wire
+from . import fresh, solution, wire
 
 CTL, FIRST = 3, 4
 PR_SET_CHILD_SUBREAPER = 36
 EVENTS_CAP = 1 << 16
-WIPE_ROOTS: list[str] = []        # set by the zygote: the private temporary roots it wipes between runs
+WATCH: list[str] = []             # set by the zygote: the directories it compares after each run (fresh.py)
+WORKDIR = ""                      # set by the zygote: the working directory, replaced for every case
+_MEMORY_FRAME = b'{"ev":"memory"}'
+_EVENTS = bytearray(EVENTS_CAP)   # the one buffer a case's events are read into, zeroed after each case
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -49,8 +52,7 @@ def run() -> None:
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         os._exit(3)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-    home = os.stat(".")
-    before = {root: set(_listdir(root)) for root in WIPE_ROOTS}
+    marks = _marks()
     for k in range(n):
         try:
             report = _case(k, code, program, timeout_s, mask)
@@ -60,7 +62,7 @@ def run() -> None:
         if report["timeout"]:
             break                            # the zygote kills what is left
         try:
-            _wipe(home, before)
+            marks = _next_workdir(marks)
         except (_Abort, OSError):
             break
     os._exit(0)
@@ -81,6 +83,7 @@ def _compile(code: str) -> types.CodeType | None:
 def _case(k: int, code: str, program, timeout_s: float, mask) -> dict:
     fds = [FIRST + 3 * k, FIRST + 3 * k + 1, FIRST + 3 * k + 2]
     ev_r, ev_w = os.pipe()
+    os.set_blocking(ev_w, False)             # a case that floods its event channel is not blocked by us
     started = time.monotonic()
     try:
         pid = os.fork()
@@ -140,34 +143,38 @@ def _reap_descendants() -> None:
 
 
 def _memory_event(fd: int) -> bool:
-    """Whether the case reported a MemoryError (untrusted, like every solution event: it only names a failure)."""
+    """Whether the case reported a MemoryError (untrusted, like every solution event: it only names a failure).
+    Read into one reused buffer that is zeroed afterwards: the next case is forked from this process, and
+    what one case wrote must not be in its memory."""
+    n = 0
+    view = memoryview(_EVENTS)
     try:
-        data = procs.read_all(fd, EVENTS_CAP)
+        while n < EVENTS_CAP:
+            got = os.readv(fd, [view[n:]])
+            if not got:
+                break
+            n += got
+    except OSError:
+        pass
     finally:
         os.close(fd)
-    try:
-        frames = wire.FrameBuffer(EVENTS_CAP).feed(data)
-    except wire.WireError:
-        return False
-    return any(isinstance(f, dict) and f.get("ev") == "memory" for f in frames)
+    found = _EVENTS.find(_MEMORY_FRAME, 0, n) >= 0
+    view[:n] = bytes(n)
+    return found
 
 
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []                             # not even listable for us: the program could not write there
+def _marks() -> dict:
+    """The working directory's mark and those of every directory the zygote watches."""
+    return {p: fresh.mark(p) for p in [WORKDIR, *WATCH]}
 
 
-def _wipe(home: os.stat_result, before: dict[str, set[str]]) -> None:
-    """Empty the working directory, remove what the case added to the temporary roots, or give up."""
-    for name in os.listdir("."):
-        procs.remove(name)
-    for root, names in before.items():
-        for name in set(_listdir(root)) - names:
-            procs.remove(os.path.join(root, name))
-        if set(_listdir(root)) - names:
-            raise _Abort()
-    st = os.stat(".")
-    if os.listdir(".") or (st.st_dev, st.st_ino, st.st_mode) != (home.st_dev, home.st_ino, home.st_mode):
+def _next_workdir(marks: dict) -> dict:
+    """After a case: if it changed nothing anywhere (its working directory included: no entry, no listing,
+    no attribute), replace the working directory by a new one for the next case; otherwise stop (_Abort)
+    and let the zygote's full clean-up run before each remaining case."""
+    if _marks() != marks:
         raise _Abort()
+    os.rmdir(WORKDIR)
+    os.mkdir(WORKDIR, 0o700)
+    os.chdir(WORKDIR)
+    return _marks()
