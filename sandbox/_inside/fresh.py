@@ -281,6 +281,9 @@ class Workspace:
         self.home = "/tmp/h" if private_tmp else _mkdtemp()
         self.workdir = os.path.join(self.home, "w")
         self.roots = [r for r in roots if os.path.isdir(r)] if private_tmp else []
+        # What the roots hold before any program ran (bubblewrap's mount points for a checkout under /tmp):
+        # names of our own, kept when a root is emptied.
+        self.initial = {r: set(os.listdir(r)) | {os.path.basename(self.home)} for r in self.roots}
         self.make_home()
         self.make_workdir()
         skip = set(self.roots) | {self.home}
@@ -307,9 +310,7 @@ class Workspace:
         janitor could not finish or a directory is not as it was (then the worker must be retired)."""
         changed = [p for p in self.all() if mark(p) != self.marks[p]]
         jobs: list[tuple] = [("restore", p, self.marks[p]) for p in changed if self.marks[p] is not None]
-        home_name = os.path.basename(self.home)
-        jobs += [("empty", r, {home_name} if os.path.dirname(self.home) == r else set())
-                 for r in self.roots if r in changed]
+        jobs += [("empty", r, self.initial[r]) for r in self.roots if r in changed]
         if self.home in changed:
             jobs.append(("empty", self.home, set()))
         else:
