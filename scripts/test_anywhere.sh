@@ -42,8 +42,9 @@ for place in "${PLACES[@]}"; do
   (
     cd "$ck"
     export REASONER_SHARED_DATA="$SHARED" HF_HUB_OFFLINE=1
-    .venv/bin/python -m sandbox layers | grep -q '"isolation": "bwrap"' ||
-      { echo "[test_anywhere] $place: the sandbox did not start under bwrap"; .venv/bin/python -m sandbox layers; exit 1; }
+    layers=$(.venv/bin/python -m sandbox layers)
+    grep -q '"isolation": "bwrap"' <<< "$layers" ||
+      { echo "[test_anywhere] $place: the sandbox did not start under bwrap: $layers"; exit 1; }
     .venv/bin/python -m pytest -q -p no:cacheprovider tests/sandbox -m "not hostile"
     VENV=.venv scripts/test_hostile.sh -k bwrap
   ) || { status=1; say "$place: FAILED"; }
