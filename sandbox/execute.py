@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from ._inside import wire
+from ._inside import board, wire
 from .config import Limits, prepared_assert
 from .pump import Pump
 from .worker import Worker
@@ -92,8 +92,12 @@ class _Execution:
         if not chunk:
             self.raw.fault = self.raw.fault or "the zygote exited during the run"
             return
-        msg = json.loads(chunk)
+        head, usage = board.decode(chunk)
+        msg = json.loads(head)
         if msg.get("op") == "done":
+            for role, extra in usage.items():
+                if isinstance(msg.get(role), dict):
+                    msg[role].update(extra)
             self.raw.done = msg
             if msg.get("retire"):               # it could not renew its directories: restart before the next run
                 self.worker.retire = True

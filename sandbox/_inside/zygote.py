@@ -27,7 +27,7 @@ import sys
 import time
 from typing import Any
 
-from . import confine, fresh, landlock, leader, procs, seccomp, solution, tester
+from . import board, confine, fresh, landlock, leader, procs, seccomp, solution, tester
 
 PR_SET_CHILD_SUBREAPER = 36
 WIPE_ROOTS = ("/tmp", "/dev/shm", "/var/tmp")
@@ -318,7 +318,7 @@ class Zygote:
             if role not in statuses:
                 # We only ever send SIGKILL: any other end (a segfault still being torn down when the
                 # tester finished, an exit code) was the process's own.
-                st = procs.wait4(pid, own_exit=False)
+                st = board.wait4(pid, False, role)
                 st["own_exit"] = st["signal"] != signal.SIGKILL
                 statuses[role] = st
         cleaned = self._reap_all(keep)
@@ -329,7 +329,7 @@ class Zygote:
         phases = {"fork": forked - started, "run": ended - forked, "reap": time.monotonic() - ended,
                   "zygote_cpu": time.process_time() - cpu0}
         return {"op": "done", "reason": reason, "wall_s": ended - started, "clean": cleaned, "phases": phases,
-                "retire": self.retired, **statuses}
+                "retire": self.retired, **board.public(statuses)}
 
     def _hand_to_tester(self, fds: list[int]) -> tuple[int, socket.socket] | None:
         if self.t0 is None:
@@ -384,11 +384,11 @@ class Zygote:
                             raise SystemExit(0)
                         reason = str(msg.get("reason", "killed"))
                     elif t0 and fd == t0[1].fileno() and "tester" not in statuses:
-                        statuses["tester"] = _tester_report(t0[1].recv(4096))
+                        statuses["tester"] = board.tester_report(t0[1])
                         poll.unregister(fd)
                     elif fd in pidfds and pidfds[fd][0] not in statuses:
                         role, pid = pidfds[fd]
-                        statuses[role] = procs.wait4(pid, own_exit=True)
+                        statuses[role] = board.wait4(pid, True, role)
                         if t0 and pid == t0[0]:
                             self.t0 = None          # the long-lived tester died: reaped here
                         poll.unregister(fd)
@@ -422,16 +422,15 @@ class Zygote:
         """Reap every child but `keep` (orphans are re-parented to us as pid 1 or subreaper); kill stragglers."""
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
-            try:
-                while True:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
-                    if pid == 0:
-                        break
-                    if self.t0 and pid == self.t0[0]:
-                        self._retire_tester()
-                        keep = set()
-            except ChildProcessError:
-                return True
+            while True:
+                pid = board.reap_any()             # statuses chosen by the program stay out of our heap
+                if pid < 0:
+                    return True                     # no children at all
+                if pid == 0:
+                    break
+                if self.t0 and pid == self.t0[0]:
+                    self._retire_tester()
+                    keep = set()
             left = [pid for pid in procs.children() if pid not in keep]
             if not left:
                 return True
@@ -464,7 +463,7 @@ class Zygote:
                     os.close(fd)
                 self.send({"op": "done", "reason": "retired", "clean": False, "retire": True})
             elif req.get("op") == "run":
-                self.send(self.run(req, fds))
+                board.send(self.ctl.fileno(), json.dumps(self.run(req, fds)).encode())
                 if not self.retired:
                     self._refill(self.last_roles)
             elif req.get("op") == "status":          # for tests: which of our children are spares
@@ -518,16 +517,6 @@ def _activate() -> None:
         cpu = int(msg["cpu_s"])
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     solution.MODE = msg.get("mode", "pair")
-
-
-def _tester_report(data: bytes) -> dict:
-    """The long-lived tester's end-of-run message, as a wait status."""
-    try:
-        msg = json.loads(data) if data else {}
-    except ValueError:
-        msg = {}
-    return {"own_exit": True, "code": int(msg.get("code", 3)) if msg else 3, "signal": None,
-            "cpu_s": float(msg.get("cpu_s", 0.0)), "maxrss_kb": 0}
 
 
 def _effects() -> dict:

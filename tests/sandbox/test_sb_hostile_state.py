@@ -139,15 +139,12 @@ def test_deep_trees_inside_a_chunk(hostile):
     assert res.passed, res.details
 
 
-def test_names_in_the_working_directory_do_not_reach_the_next_program_memory(hostile):
-    # The zygote once listed the working directory itself to empty it: the names (chosen by the program)
-    # stayed in its heap, freed but not erased, and the next solution process, forked from that heap, could
-    # read them back. Scanning one's own memory needs no privilege (writes from unmapped pages just fail).
-    token = "LEAKNAME" + uuid.uuid4().hex[:12]
-    writer = f"for i in range(300):\n    open('{token}%d' % i, 'w').close()\n"
-    scan = r'''
+# Scans the program's own memory around its heap for a pattern: no privilege needed (os.write from an
+# unmapped page fails with EFAULT instead of crashing). Every solution process is forked from the zygote,
+# so this reads whatever the zygote's heap kept, freed but not erased, of earlier runs.
+SCAN = r'''
 import ctypes, os, re
-pat = re.compile(rb"LEAKNAME[0-9a-f]{12}")
+pat = re.compile(%(pattern)r)
 found = set()
 r, w = os.pipe()
 os.set_blocking(r, False)
@@ -163,9 +160,29 @@ for anchor in [id(object()), id("s" * 10), id([]), id(b"x" * 100000), ctypes.add
             os.write(w, (ctypes.c_char * CH).from_address(a))
         except OSError:
             continue
-        found.update(pat.findall(os.read(r, CH)))
-print("FOUND", sorted(found)[:3])
+        found.update(m.decode() for m in pat.findall(os.read(r, CH)))
+print("FOUND", sorted(found)[:5])
 '''
-    hostile.run_batch([(writer, NEVER)] * 2)
-    res = hostile.run_batch([(scan, NEVER)] * 2, timeout_s=HOSTILE_LIMITS.timeout_s * 3)
-    assert all("FOUND []" in r.stdout for r in res), [(r.stdout, r.stderr[-300:]) for r in res]
+
+
+def _scan_after(box, writer: str, pattern: bytes) -> list:
+    box.run_batch([(writer, NEVER)] * 2)                          # one per worker
+    res = box.run_batch([(SCAN % {"pattern": pattern}, NEVER)] * 2, timeout_s=HOSTILE_LIMITS.timeout_s * 3)
+    assert all("FOUND" in r.stdout for r in res), [(r.status, r.stderr[-300:]) for r in res]
+    return [r.stdout for r in res]
+
+
+def test_names_in_the_working_directory_do_not_reach_the_next_program(hostile):
+    # The zygote once listed the working directory itself to empty it: the names, chosen by the program,
+    # stayed in its heap and were readable in the next program's memory.
+    token = "LEAKNAME" + uuid.uuid4().hex[:12]
+    writer = f"for i in range(300):\n    open('{token}%d' % i, 'w').close()\n"
+    out = _scan_after(hostile, writer, rb"LEAKNAME[0-9a-f]{12}")
+    assert all("FOUND []" in o for o in out), out
+
+
+def test_exit_status_and_resource_use_do_not_reach_the_next_program(hostile):
+    # The zygote's report once held them as JSON text in its heap: "code": 123, "maxrss_kb": ...
+    writer = "x = bytearray(55555 * 1024)\nx[::4096] = b'x' * len(x[::4096])\nimport os\nos._exit(123)\n"
+    out = _scan_after(hostile, writer, rb'"(?:code|maxrss_kb)": ?([1-9][0-9]*)')
+    assert all("FOUND []" in o for o in out), out
