@@ -50,6 +50,65 @@ def mark(path: str) -> tuple | None:
             st.st_mtime_ns, st.st_ctime_ns)
 
 
+class Marks:
+    """Marks of a fixed set of directories, kept as raw `struct stat` bytes in preallocated buffers: what a
+    program set there (a mode, a link count, a time) never becomes a Python number in the zygote's heap,
+    which later solution processes inherit. Compared with memcmp; `same` checks device, inode, mode and
+    owner. Where the layout of struct stat is not known here, tuples from os.lstat are used instead."""
+
+    SIZE = 256
+    _IDENTITY = {"x86_64": ((0, 16), (24, 12)), "aarch64": ((0, 16), (16, 4), (24, 8))}
+
+    def __init__(self, paths: list[str]) -> None:
+        import ctypes
+        import platform
+        self._c = ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._fstatat = getattr(libc, "fstatat", None)
+        self._memcmp = libc.memcmp
+        self._memcmp.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_size_t]
+        self._memcmp.restype = ctypes.c_bool            # "differs", without an int for the difference
+        if self._fstatat is not None:
+            self._fstatat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
+        self._identity = self._IDENTITY.get(platform.machine())
+        self.raw = self._fstatat is not None and self._identity is not None
+        self._scratch = ctypes.create_string_buffer(self.SIZE)
+        self._saved = {p: ctypes.create_string_buffer(self.SIZE) for p in paths}
+        self._tuples: dict[str, tuple | None] = {}
+        self._ok: dict[str, bool] = {}
+        for p in paths:
+            self.take(p)
+
+    def _stat(self, path: str) -> bool:
+        self._c.memset(self._scratch, 0, self.SIZE)
+        if not self.raw:
+            self._tuples["_scratch"] = mark(path)
+            return self._tuples["_scratch"] is not None
+        return self._fstatat(-100, path.encode(), self._scratch, 0x100) == 0    # AT_FDCWD, no symlinks
+
+    def changed(self, path: str) -> bool:
+        ok = self._stat(path)
+        if not self.raw:
+            return self._tuples["_scratch"] != self._tuples.get(path)
+        return not ok or not self._ok[path] or bool(self._memcmp(self._scratch, self._saved[path], self.SIZE))
+
+    def take(self, path: str) -> bool:
+        """Record the directory's current mark; True when it still is the same directory (device, inode,
+        mode, owner) as the one marked before (or when it is marked for the first time)."""
+        ok = self._stat(path)
+        if not self.raw:
+            new, old = self._tuples.get("_scratch"), self._tuples.get(path, "first")
+            self._tuples[path] = new
+            return new is not None and (old == "first" or (old is not None and new[:5] == old[:5]))
+        first = path not in self._ok
+        same = first or (ok and self._ok[path] and not any(
+            self._memcmp(self._c.addressof(self._scratch) + a, self._c.addressof(self._saved[path]) + a, n)
+            for a, n in self._identity))
+        self._c.memmove(self._saved[path], self._scratch, self.SIZE)
+        self._ok[path] = ok
+        return ok and same
+
+
 def watch_list(candidates: list[str], uid: int, skip: set[str]) -> list[str]:
     """The candidate directories whose metadata `uid` could change (it owns them) or whose entries anyone
     may change (world-writable), parents first."""
@@ -185,10 +244,18 @@ def empty(path: str, keep: set[str], deadline: float) -> bool:
         os.close(fd)
 
 
+def _owner_and_mode(path: str) -> tuple | None:
+    try:
+        st = os.lstat(path)
+    except OSError:
+        return None
+    return st.st_mode, st.st_uid, st.st_gid
+
+
 def restore(path: str, want: tuple, as_root: bool) -> bool:
     """Give a watched directory back its mode (and owner, as root) and drop every extended attribute
     (user tags and POSIX ACLs alike)."""
-    _, _, mode, uid, gid = want[:5]
+    mode, uid, gid = want
     try:
         os.chmod(path, stat.S_IMODE(mode))
         if as_root:
@@ -288,7 +355,8 @@ class Workspace:
         self.make_workdir()
         skip = set(self.roots) | {self.home}
         self.watched = watch_list(candidates, uid, skip) if private_tmp else []
-        self.marks = {p: mark(p) for p in self.all()}
+        self.want = {p: _owner_and_mode(p) for p in self.all()}         # ours: taken before any program ran
+        self.marks = Marks(self.all())
 
     def all(self) -> list[str]:
         """Every directory whose mark is compared, parents first."""
@@ -308,8 +376,8 @@ class Workspace:
     def renew(self) -> bool:
         """After a run: a new working directory, and whatever the run changed repaired. False when the
         janitor could not finish or a directory is not as it was (then the worker must be retired)."""
-        changed = [p for p in self.all() if mark(p) != self.marks[p]]
-        jobs: list[tuple] = [("restore", p, self.marks[p]) for p in changed if self.marks[p] is not None]
+        changed = [p for p in self.all() if self.marks.changed(p)]
+        jobs: list[tuple] = [("restore", p, self.want[p]) for p in changed if self.want[p] is not None]
         jobs += [("empty", r, self.initial[r]) for r in self.roots if r in changed]
         if self.home in changed:
             jobs.append(("empty", self.home, set()))
@@ -332,15 +400,9 @@ class Workspace:
         return self._remark(changed) and ok
 
     def _remark(self, changed: list[str]) -> bool:
-        """New marks for what we or the run changed; a watched directory must keep its inode, mode and owner."""
-        ok = True
-        for p in set(changed) | {self.home}:
-            new = mark(p)
-            old = self.marks[p]
-            if new is None or old is None or new[:5] != old[:5]:
-                ok = False
-            self.marks[p] = new
-        return ok
+        """New marks for what we or the run changed; a watched directory must stay the same directory."""
+        results = [self.marks.take(p) for p in sorted(set(changed) | {self.home})]
+        return all(results)
 
     def remove_all(self) -> None:
         """At shutdown, outside a private /tmp: remove the home (no child is left to fork for)."""

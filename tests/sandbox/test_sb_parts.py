@@ -152,3 +152,22 @@ def _xattrs(path: str) -> bool:
         return True
     except OSError:
         return False
+
+
+def test_marks_see_every_change_and_identity(scratch):
+    d = str(scratch / "d")
+    os.mkdir(d)
+    marks = fresh.Marks([d])
+    assert marks.raw and not marks.changed(d)
+    os.chmod(d, 0o750)
+    assert marks.changed(d)
+    assert not marks.take(d)                         # mode differs: not the same directory any more
+    assert marks.take(d) and not marks.changed(d)
+    open(os.path.join(d, "f"), "w").close()
+    assert marks.changed(d) and marks.take(d)        # an entry: changed, same directory
+    os.unlink(os.path.join(d, "f"))
+    marks.take(d)
+    os.mkdir(d + "2", 0o750)                         # made while the old one exists: a different inode
+    os.rmdir(d)
+    os.rename(d + "2", d)
+    assert marks.changed(d) and not marks.take(d)
