@@ -50,7 +50,8 @@ Defended (each item is exercised by tests/sandbox/test_sb_hostile_*.py, run by s
   program chose (file names, attributes, exit status, resource use) enters the zygote's heap, which every
   later solution process inherits (`_inside/board.py`).
 - Touching the host or other tasks. No network (network namespace; seccomp refuses non-unix sockets and
-  `connect`), a private /tmp and /dev/shm emptied after every run, writes only in a fresh working directory, its own uid per worker role when root, no access to the supervisor's environment or memory
+  `connect`), a private /tmp and /dev/shm emptied after every run, writes only in a fresh working directory,
+  its own uid per worker role when root, no access to the supervisor's environment or memory
   (clean environment, different uid or Landlock, non-dumpable processes), no signals to the tester, zygote
   or supervisor (uids, pid namespace, Landlock signal scoping or a seccomp rule), no ptrace, mount,
   namespace, keyring, BPF or io_uring calls (seccomp), no System V IPC or message queues (state that could

@@ -5,17 +5,17 @@ copy-on-write faults, a zygote round trip). The leader is a pre-forked, already 
 (same uid, rlimits, Landlock and seccomp as any solution process) that compiles the program once and then,
 per case, forks a fresh child that runs the compiled program as `__main__` on that case's stdin/stdout/stderr.
 Each case is still its own process with fresh interpreter state, its own output pipes, its own wall-clock
-deadline and CPU limit, and an emptied working directory.
+deadline and CPU limit, and a new working directory (a case that changed anything ends the chunk).
 
 The leader runs only this module's code: it never executes the program itself. It reports each case it
 could decide *unambiguously* on its control channel (fd 3), which no case process holds:
 `{"case": k, "code", "signal", "cpu_s", "maxrss_kb", "wall_s", "memory", "timeout"}`. Anything else ends the
 request early, and the supervisor re-runs the undecided cases one request each, where the zygote's full
 clean-up applies: a case that left a process behind, ended by SIGKILL (ours to send, or the OOM killer's),
-changed its working directory so that it cannot be emptied, or made the leader fail (e.g. `kill -1` kills the
-leader too). So the chunked path can only be faster, never judge differently: every verdict still comes from
-the supervisor's comparison of the complete output, and a case that interferes with the leader is judged on
-the ordinary path.
+changed its working directory or a directory the zygote watches (fresh.py), or made the leader fail (e.g.
+`kill -1` kills the leader too). So the chunked path can only be faster, never judge differently: every
+verdict still comes from the supervisor's comparison of the complete output, and a case that interferes
+with the leader is judged on the ordinary path.
 
 Descriptors (arranged by the zygote): 0-2 /dev/null, 3 control channel (code in, reports out), then per case
 `4 + 3k` stdin, `5 + 3k` stdout, `6 + 3k` stderr.

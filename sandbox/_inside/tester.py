@@ -3,10 +3,14 @@
 Descriptors: 0/1 /dev/null, 2 stderr (diagnostics), 3 control channel to the supervisor (tests in, results
 out), 4 channel to the solution's process.
 
-The tests never share a process with the solution. A name the test source uses that the solution defines
-becomes a proxy here: calling it sends the arguments as plain data and receives the return value decoded
-by `wire.decode`, so it is an exact built-in type whose comparisons the solution cannot influence. A module
-the solution imported (e.g. `math` in MBPP tests) is imported here; a plain-data global is copied.
+The tests never share a process with the solution. A free name of the test source (names.py: read, never
+bound, never a dunder) that the solution defines becomes a proxy here: calling it sends the arguments as
+plain data and receives the return value decoded by `wire.decode`, so it is an exact built-in type whose
+comparisons the solution cannot influence; arguments the call changed in place are written back
+(writeback.py), and exceptions that would steer the test's control flow are mapped (names.py). A module the
+solution imported (e.g. `math` in MBPP tests) is imported here under its own name; a plain-data global is
+copied. The tests run as a module registered as `__main__` (for `unittest.main()`), and their own
+`sys.exit` ends them as it ends a script.
 
 Per-test results ("units") for `assert` sources: every top-level statement that contains an `assert`, and
 every such statement directly inside a top-level function (HumanEval's `check`), is one unit; a unit passes

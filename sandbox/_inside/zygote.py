@@ -8,8 +8,9 @@ and cannot leak from it into a later child.
 
 Per run: fork the tester (function mode) and the solution, confine both (`confine.apply`), wait with a
 deadline, kill every process the run left behind (as pid 1: `kill(-1, SIGKILL)`; otherwise as child
-subreaper, repeatedly, until no child remains), reap them all, wipe the working directory and the private
-/tmp and /dev/shm, and report exit statuses and resource use.
+subreaper, repeatedly, until no child remains), reap them all, renew the workspace (a new working
+directory, watched directories repaired: fresh.py), and report exit statuses and resource use (their values
+in a binary board that never becomes Python objects here: board.py).
 """
 from __future__ import annotations
 
