@@ -74,17 +74,21 @@ class Marks:
         self.raw = self._fstatat is not None and self._identity is not None
         self._scratch = ctypes.create_string_buffer(self.SIZE)
         self._saved = {p: ctypes.create_string_buffer(self.SIZE) for p in paths}
+        self._names = {p: p.encode() for p in paths}
         self._tuples: dict[str, tuple | None] = {}
         self._ok: dict[str, bool] = {}
         for p in paths:
             self.take(p)
 
     def _stat(self, path: str) -> bool:
-        self._c.memset(self._scratch, 0, self.SIZE)
+        """Fill the scratch buffer (the bytes past struct stat stay zero in every buffer)."""
         if not self.raw:
             self._tuples["_scratch"] = mark(path)
             return self._tuples["_scratch"] is not None
-        return self._fstatat(-100, path.encode(), self._scratch, 0x100) == 0    # AT_FDCWD, no symlinks
+        if self._fstatat(-100, self._names[path], self._scratch, 0x100) == 0:     # AT_FDCWD, no symlinks
+            return True
+        self._c.memset(self._scratch, 0, self.SIZE)
+        return False
 
     def changed(self, path: str) -> bool:
         ok = self._stat(path)

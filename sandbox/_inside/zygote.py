@@ -191,7 +191,8 @@ class Zygote:
         return {"op": "hello", "pid1": self.pid1, "root": self.is_root, "uid_drop": bool(self.uids),
                 "landlock_abi": self.abi, "seccomp": self.seccomp, "seccomp_inherited": self.seccomp_inherited,
                 "ns": ns, "probe": self.probe_report,
-                "private_tmp": self.private_tmp, "workdir": self.workdir, "python": sys.version.split()[0],
+                "private_tmp": self.private_tmp, "workdir": self.workdir, "watched": self.space.all(),
+                "python": sys.version.split()[0],
                 "restrict_kill": not (self.uids or self.abi >= 6)}
 
     # ------------------------------------------------------------------------------------------- runs
