@@ -58,6 +58,7 @@ class Marks:
 
     SIZE = 256
     _IDENTITY = {"x86_64": ((0, 16), (24, 12)), "aarch64": ((0, 16), (16, 4), (24, 8))}
+    _MTIME = {"x86_64": 88, "aarch64": 80}           # st_mtim then st_ctim, 16 bytes each
 
     def __init__(self, paths: list[str]) -> None:
         import ctypes
@@ -71,6 +72,11 @@ class Marks:
         if self._fstatat is not None:
             self._fstatat.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_int]
         self._identity = self._IDENTITY.get(platform.machine())
+        self._mtime = self._MTIME.get(platform.machine(), 0)
+        self._listxattr = getattr(libc, "listxattr", None)
+        if self._listxattr is not None:
+            self._listxattr.argtypes = [ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+            self._listxattr.restype = ctypes.c_bool     # "has attributes or failed", without their size
         self.raw = self._fstatat is not None and self._identity is not None
         self._scratch = ctypes.create_string_buffer(self.SIZE)
         self._saved = {p: ctypes.create_string_buffer(self.SIZE) for p in paths}
@@ -95,6 +101,16 @@ class Marks:
         if not self.raw:
             return self._tuples["_scratch"] != self._tuples.get(path)
         return not ok or not self._ok[path] or bool(self._memcmp(self._scratch, self._saved[path], self.SIZE))
+
+    def only_times_changed(self, path: str) -> bool:
+        """After `changed(path)`: whether nothing but its mtime and ctime moved (entries replaced one for one,
+        as the chunk leader replaces the working directory), and it has no extended attributes."""
+        if not self.raw or self._listxattr is None or not self._ok[path]:
+            return False
+        scratch, saved, m = self._c.addressof(self._scratch), self._c.addressof(self._saved[path]), self._mtime
+        return not (self._memcmp(scratch, saved, m) or self._memcmp(scratch + m + 32, saved + m + 32,
+                                                                  self.SIZE - m - 32)
+                    or self._listxattr(self._names[path], None, 0))
 
     def take(self, path: str) -> bool:
         """Record the directory's current mark; True when it still is the same directory (device, inode,
@@ -361,6 +377,9 @@ class Workspace:
         self.watched = watch_list(candidates, uid, skip) if private_tmp else []
         self.want = {p: _owner_and_mode(p) for p in self.all()}         # ours: taken before any program ran
         self.marks = Marks(self.all())
+        # On tmpfs a directory's size counts its entries (20 bytes each), so "only mtime and ctime moved"
+        # means its entries were replaced one for one; on other file systems it says nothing.
+        self.entry_sizes = _on_tmpfs(self.home)
 
     def all(self) -> list[str]:
         """Every directory whose mark is compared, parents first."""
@@ -381,6 +400,8 @@ class Workspace:
         """After a run: a new working directory, and whatever the run changed repaired. False when the
         janitor could not finish or a directory is not as it was (then the worker must be retired)."""
         changed = [p for p in self.all() if self.marks.changed(p)]
+        if changed == [self.home] and self.entry_sizes and self.marks.only_times_changed(self.home):
+            changed = []                          # a chunk leader replaced the working directory: ours to renew
         jobs: list[tuple] = [("restore", p, self.want[p]) for p in changed if self.want[p] is not None]
         jobs += [("empty", r, self.initial[r]) for r in self.roots if r in changed]
         if self.home in changed:
@@ -419,6 +440,14 @@ class Workspace:
             remove_entry(fd, name, time.monotonic() + JANITOR_S)
         finally:
             os.close(fd)
+
+
+def _on_tmpfs(path: str) -> bool:
+    import ctypes
+    buf = ctypes.create_string_buffer(256)                       # struct statfs; f_type comes first
+    if ctypes.CDLL(None).statfs(path.encode(), buf) != 0:
+        return False
+    return int.from_bytes(buf.raw[:8], "little") & 0xFFFFFFFF == 0x01021994      # TMPFS_MAGIC
 
 
 def _mkdtemp() -> str:

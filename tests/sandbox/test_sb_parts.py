@@ -171,3 +171,31 @@ def test_marks_see_every_change_and_identity(scratch):
     os.rmdir(d)
     os.rename(d + "2", d)
     assert marks.changed(d) and not marks.take(d)
+
+
+def test_a_replaced_working_directory_needs_no_janitor_but_anything_else_does(scratch, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
+    space = fresh.Workspace(False, (), None, os.getuid(), [])
+    forks = []
+    monkeypatch.setattr(fresh, "janitor", lambda jobs, as_root: forks.append(jobs) or True)
+    try:
+        os.rmdir(space.workdir)                              # what a chunk leader does between cases
+        os.mkdir(space.workdir, 0o700)
+        assert space.renew() and forks == []
+        for change in (lambda: open(os.path.join(space.home, "sibling"), "w").close(),
+                       lambda: os.chmod(space.home, 0o750),
+                       lambda: os.listdir(space.home)):
+            os.rmdir(space.workdir)
+            os.mkdir(space.workdir, 0o700)
+            change()
+            space.renew()
+            assert forks and forks[-1][0][:2] == ("restore", space.home), forks
+            forks.clear()
+            for name in os.listdir(space.home):              # the fake janitor did nothing: tidy by hand
+                if name != "w":
+                    os.unlink(os.path.join(space.home, name))
+            os.chmod(space.home, 0o1733 if os.geteuid() == 0 else 0o700)
+            space.renew()
+            forks.clear()
+    finally:
+        space.remove_all()
