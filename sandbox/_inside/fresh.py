@@ -103,9 +103,9 @@ class Marks:
         return not ok or not self._ok[path] or bool(self._memcmp(self._scratch, self._saved[path], self.SIZE))
 
     def only_times_changed(self, path: str) -> bool:
-        """After `changed(path)`: whether nothing but its mtime and ctime moved (entries replaced one for one,
+        """Whether nothing but the directory's mtime and ctime moved since its mark (entries replaced one for one,
         as the chunk leader replaces the working directory), and it has no extended attributes."""
-        if not self.raw or self._listxattr is None or not self._ok[path]:
+        if not self.raw or self._listxattr is None or not self._ok[path] or not self._stat(path):
             return False
         scratch, saved, m = self._c.addressof(self._scratch), self._c.addressof(self._saved[path]), self._mtime
         return not (self._memcmp(scratch, saved, m) or self._memcmp(scratch + m + 32, saved + m + 32,

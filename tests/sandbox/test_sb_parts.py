@@ -199,3 +199,16 @@ def test_a_replaced_working_directory_needs_no_janitor_but_anything_else_does(sc
             forks.clear()
     finally:
         space.remove_all()
+
+
+def test_only_times_changed_looks_at_its_own_directory(scratch):
+    home, other = str(scratch / "h"), str(scratch / "o")
+    os.makedirs(home + "/w")
+    os.mkdir(other)
+    marks = fresh.Marks([home, other])
+    os.rmdir(home + "/w")
+    os.mkdir(home + "/w")
+    assert marks.changed(home) and not marks.changed(other)      # `other` is the last one stat'ed
+    assert marks.only_times_changed(home)
+    open(home + "/x", "w").close()
+    assert not marks.only_times_changed(home)
