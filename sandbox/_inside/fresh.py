@@ -85,6 +85,11 @@ class Marks:
         self._ok: dict[str, bool] = {}
         for p in paths:
             self.take(p)
+        # Timestamps move in coarse ticks (4 ms here) unless the kernel hands out a fine-grained one, so an
+        # attribute set right after our mark may leave the ctime as it was: attributes are checked directly
+        # (where a directory had none to begin with).
+        self._bare = {p: self._listxattr is not None and not self._listxattr(self._names[p], None, 0)
+                      for p in paths}
 
     def _stat(self, path: str) -> bool:
         """Fill the scratch buffer (the bytes past struct stat stay zero in every buffer)."""
@@ -97,6 +102,8 @@ class Marks:
         return False
 
     def changed(self, path: str) -> bool:
+        if self._bare.get(path) and self._listxattr(self._names[path], None, 0):
+            return True
         ok = self._stat(path)
         if not self.raw:
             return self._tuples["_scratch"] != self._tuples.get(path)
