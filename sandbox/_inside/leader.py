@@ -163,18 +163,20 @@ def _memory_event(fd: int) -> bool:
     return found
 
 
-def _marks() -> dict:
-    """The working directory's mark and those of every directory the zygote watches."""
-    return {p: fresh.mark(p) for p in [WORKDIR, *WATCH]}
+def _marks() -> fresh.Marks:
+    """Marks of the working directory and of every directory the zygote watches (fresh.Marks)."""
+    return fresh.Marks([WORKDIR, *WATCH])
 
 
-def _next_workdir(marks: dict) -> dict:
+def _next_workdir(marks: fresh.Marks) -> fresh.Marks:
     """After a case: if it changed nothing anywhere (its working directory included: no entry, no listing,
     no attribute), replace the working directory by a new one for the next case; otherwise stop (_Abort)
     and let the zygote's full clean-up run before each remaining case."""
-    if _marks() != marks:
+    if any(marks.changed(p) for p in [WORKDIR, *WATCH]):
         raise _Abort()
     os.rmdir(WORKDIR)
     os.mkdir(WORKDIR, 0o700)
     os.chdir(WORKDIR)
-    return _marks()
+    for p in (WORKDIR, os.path.dirname(WORKDIR)):        # what we just changed ourselves
+        marks.take(p)
+    return marks
