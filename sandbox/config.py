@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from ._inside import tester
+from ._inside import tester, wire
 
 PASSED, FAILED, TIMEOUT, MEMORY = "passed", "failed", "timeout", "memory"
 OUTPUT_LIMIT, CRASHED, SANDBOX_ERROR = "output_limit", "crashed", "sandbox_error"
@@ -100,6 +100,35 @@ def _check_keys(obj: Mapping, required: set[str], optional: set[str], where: str
         raise ValueError(f"{where}: unknown key {unknown[0]!r} (valid: {', '.join(sorted(required | optional))})")
 
 
+def _check_plain(value: Any, where: str) -> None:
+    """Call cases cross to the tester wire-encoded (integer dict keys, sets, tuples, huge integers survive);
+    what the codec cannot carry is a bad spec."""
+    try:
+        opaque = _opaque_type(wire.encode(value))
+    except (wire.WireError, RecursionError) as exc:
+        raise ValueError(f"{where} is not plain data: {exc}") from None
+    except Exception as exc:                 # a foreign object whose conversion raised
+        raise ValueError(f"{where} is not plain data: {type(exc).__name__}: {exc}") from None
+    if opaque:
+        raise ValueError(f"{where} is not plain data: it holds a {opaque} object")
+
+
+def _opaque_type(tree: Any) -> str | None:
+    """The type name of the first object in an encoded tree that the codec could only make opaque."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if type(node) is list:
+            stack.extend(node)
+        elif type(node) is dict:
+            (tag, v), = node.items()
+            if tag == "o":
+                return str(v[0])
+            if type(v) is list:
+                stack.append(v)
+    return None
+
+
 def _check_source(source: Any, where: str) -> None:
     if not isinstance(source, str):
         raise ValueError(f"{where} must be a string")
@@ -151,10 +180,13 @@ def validate_tests(tests: Any, where: str = "tests") -> dict:
             if not isinstance(case, Mapping):
                 raise ValueError(f"{c} must be an object")
             _check_keys(case, {"args", "expected"}, {"kwargs"}, c)
-            if not isinstance(case["args"], list):
+            if not isinstance(case["args"], (list, tuple)):
                 raise ValueError(f"{c}.args must be a list")
-            if not isinstance(case.get("kwargs", {}), Mapping):
-                raise ValueError(f"{c}.kwargs must be an object")
+            kwargs = case.get("kwargs", {})
+            if not isinstance(kwargs, Mapping) or not all(isinstance(k, str) for k in kwargs):
+                raise ValueError(f"{c}.kwargs must be an object with string keys")
+            for key, value in (("args", list(case["args"])), ("kwargs", dict(kwargs)), ("expected", case["expected"])):
+                _check_plain(value, f"{c}.{key}")
         return spec
     for i, case in enumerate(cases):
         c = f"{where}.cases[{i}]"

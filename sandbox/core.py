@@ -221,7 +221,7 @@ class Sandbox:
         return self._free.get()
 
     def _ensure(self, worker: Worker) -> None:
-        if not worker.alive:
+        if not worker.alive or worker.retire:
             worker.restart()
 
     def _attempts(self, worker: Worker, fn: Any) -> Any:

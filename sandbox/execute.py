@@ -14,7 +14,7 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from ._inside import wire
+from ._inside import board, wire
 from .config import Limits, prepared_assert
 from .pump import Pump
 from .worker import Worker
@@ -92,9 +92,15 @@ class _Execution:
         if not chunk:
             self.raw.fault = self.raw.fault or "the zygote exited during the run"
             return
-        msg = json.loads(chunk)
+        head, usage = board.decode(chunk)
+        msg = json.loads(head)
         if msg.get("op") == "done":
+            for role, extra in usage.items():
+                if isinstance(msg.get(role), dict):
+                    msg[role].update(extra)
             self.raw.done = msg
+            if msg.get("retire"):               # it could not renew its directories: restart before the next run
+                self.worker.retire = True
 
     # ------------------------------------------------------------------------------------------- run
     def start(self, code: str, spec: dict | None, stdin: str | None) -> None:
@@ -138,7 +144,7 @@ class _Execution:
         if mode == "solo":
             self.pump.write(mine["s_in"], (stdin or "").encode("utf-8"), close_after=True)
         else:
-            self.pump.write(mine["t_ctl"], _packed_payload(json.dumps(spec, sort_keys=True), self.limits))
+            self.pump.write(mine["t_ctl"], _packed_payload(json.dumps(wire_spec(spec), sort_keys=True), self.limits))
             self.pump.read(mine["t_ctl"], self.on_tester)
             self.pump.read(mine["t_err"], self.on_tester_stderr)
         self.pump.borrow(self.worker.fileno())
@@ -175,8 +181,18 @@ def _packed_payload(spec_json: str, limits: Limits) -> bytes:
     return wire.pack(tester_payload(json.loads(spec_json), limits))
 
 
+def wire_spec(spec: dict) -> dict:
+    """The spec as JSON can carry it: call cases wire-encoded (JSON alone would turn integer dict keys into
+    strings and refuse sets), keyword arguments as "kw"."""
+    if spec.get("kind") != "call":
+        return spec
+    cases = [{"args": wire.encode(list(c["args"])), "kw": wire.encode(dict(c.get("kwargs", {}))),
+              "expected": wire.encode(c["expected"])} for c in spec["cases"]]
+    return {**spec, "cases": cases}
+
+
 def tester_payload(spec: dict, limits: Limits) -> dict:
-    """What the tester receives: the spec, with assert sources replaced by their cached compiled form."""
+    """What the tester receives (from `wire_spec`): assert sources replaced by their cached compiled form."""
     out = {k: v for k, v in spec.items() if k not in ("source", "prelude")}
     if spec.get("kind") == "assert":
         out["prepared"] = prepared_assert(spec["source"], spec.get("prelude", ""))

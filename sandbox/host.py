@@ -25,6 +25,7 @@ ETC_FILES = ("/etc/ld.so.cache", "/etc/ld.so.conf", "/etc/localtime", "/etc/pass
              "/etc/nsswitch.conf")
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32")
 ISOLATIONS = ("auto", "bwrap", "unshare", "none")
+PRIVATE_DIRS = ("/tmp", "/dev", "/dev/shm", "/proc")     # mounted fresh by bwrap before the binds below
 
 
 @dataclass(frozen=True)
@@ -103,18 +104,23 @@ def _bwrap_args(exe: str, is_root: bool, tmp_mb: int) -> list[str]:
             args += ["--ro-bind", d, d]
     for f in ETC_FILES:
         args += ["--ro-bind-try", f, f]
+    # The private /tmp and /dev/shm first, then what the zygote must read: a checkout or interpreter that
+    # lives under /tmp (CI runners, scratch clones) would otherwise be hidden by the tmpfs mounted over it
+    # (found: `bwrap: Connection reset by peer` from a clone in a `mktemp -d` directory).
+    args += ["--proc", "/proc", "--dev", "/dev",
+             "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
+             "--size", str(tmp_mb << 20), "--tmpfs", "/dev/shm"]
     made: set[str] = set()
-    for d in python_dirs(exe):
-        # Parent directories are created fresh and traversable: a pyenv under a 0700 /root must still be
-        # usable by the unprivileged uids the children run as.
+    for d in [*python_dirs(exe), INSIDE_DIR]:
+        # Parent directories are created fresh and traversable: a pyenv or a checkout under a 0700 home
+        # must still be usable by the unprivileged uids the children run as.
         for parent in _ancestors(d):
-            if parent not in made and not any(parent == s or parent.startswith(s + "/") for s in SYSTEM_DIRS):
+            if parent not in made and parent not in PRIVATE_DIRS and \
+                    not any(parent == s or parent.startswith(s + "/") for s in SYSTEM_DIRS):
                 args += ["--perms", "0755", "--dir", parent]
                 made.add(parent)
         args += ["--ro-bind", d, d]
-    args += ["--ro-bind", INSIDE_DIR, INSIDE_DIR, "--proc", "/proc", "--dev", "/dev",
-             "--size", str(tmp_mb << 20), "--tmpfs", "/tmp",
-             "--size", str(tmp_mb << 20), "--tmpfs", "/dev/shm", "--chdir", "/tmp"]
+    args += ["--chdir", "/tmp"]
     return args
 
 

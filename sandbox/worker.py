@@ -47,6 +47,7 @@ class Worker:
         self.ctl: socket.socket | None = None
         self.hello: dict = {}
         self.log = None
+        self.retire = False                         # the zygote asked to be replaced (fresh.Workspace.renew)
 
     # ------------------------------------------------------------------------------------ lifecycle
     def start(self) -> dict:
@@ -69,6 +70,7 @@ class Worker:
         finally:
             child.close()
         self.ctl = sup
+        self.retire = False
         self.oom_count = self.cgroups.oom_kills() if self.cgroups else None
         self.send(self.init)
         hello = self.recv(START_TIMEOUT_S)

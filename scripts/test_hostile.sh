@@ -7,7 +7,7 @@
 #
 # As root it installs bubblewrap (and acl, to let the test user reach the interpreter) with apt-get when
 # they are missing, creates the user $HOSTILE_USER (default sbx-hostile) if needed, and grants it read
-# access to the worktree and the venv. Without root only the unprivileged pass runs, in a user namespace.
+# access to the worktree, the venv, the interpreter and the shared data ($REASONER_SHARED_DATA). Without root only the unprivileged pass runs, in a user namespace.
 # SANDBOX_HOSTILE_WEAKEN=1 runs the corpus against a deliberately weak sandbox (tests are expected to fail).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,6 +16,8 @@ VENV=${VENV:-.venv}
 case "$VENV" in /*) ;; *) VENV="$REPO/$VENV" ;; esac
 PY="$VENV/bin/python"
 HOSTILE_USER=${HOSTILE_USER:-sbx-hostile}
+SHARED=${REASONER_SHARED_DATA:-$(cd "$REPO/.." && pwd)/shared/data}     # as tests/conftest.py finds it
+export REASONER_SHARED_DATA="$SHARED"
 PYTEST_ARGS=(-m hostile -p no:cacheprovider -q tests/sandbox "$@")
 warn() { echo "[test_hostile] warning: $*" >&2; }
 say() { echo "[test_hostile] $*"; }
@@ -46,14 +48,22 @@ try:
 except OSError as exc:
     print("[test_hostile] warning: cannot bring loopback up:", exc)
 # A private /tmp, /var/tmp and /dev/shm for the runner: nothing a test (or a weakened sandbox) writes there
-# reaches the host (needs root in this namespace).
+# reaches the host (needs root in this namespace). A checkout or venv that lives in one of them (a CI clone
+# in `mktemp -d`) is bound back into the new tmpfs, through a descriptor kept across the mount.
 import ctypes, os, sys
 libc = ctypes.CDLL(None, use_errno=True)
-needed = [os.getcwd(), sys.prefix, sys.executable, os.path.realpath(sys.executable)]  # checkout/venv in /tmp
+needed = [os.getcwd(), sys.prefix, sys.executable, os.path.realpath(sys.executable)] + sys.argv[1:2]
 for d in ("/tmp", "/var/tmp", "/dev/shm"):
-    if any(p == d or p.startswith(d + "/") for p in needed) or os.geteuid() != 0 or \
-            libc.mount(b"tmpfs", d.encode(), b"tmpfs", 6, b"mode=1777,size=4g") != 0:
-        print("[test_hostile] warning: the runner shares the host directory", d)'
+    inside = [p for p in needed if p.startswith(d + "/")]
+    tops = sorted({d + "/" + p[len(d) + 1:].split("/")[0] for p in inside})
+    keep = {t: os.open(t, os.O_PATH) for t in tops}
+    if d in needed or os.geteuid() != 0 or libc.mount(b"tmpfs", d.encode(), b"tmpfs", 6, b"mode=1777,size=4g") != 0:
+        print("[test_hostile] warning: the runner shares the host directory", d)
+        continue
+    for top, fd in keep.items():
+        os.mkdir(top, 0o755)
+        if libc.mount(f"/proc/self/fd/{fd}".encode(), top.encode(), None, 4096 | 16384, None) != 0:
+            sys.exit(f"[test_hostile] cannot bind {top} back into the private {d}")'
 
 ENVS=(SANDBOX_HOSTILE_OK=1 PYTHONDONTWRITEBYTECODE=1 HF_HUB_OFFLINE=1
       "SANDBOX_HOSTILE_WEAKEN=${SANDBOX_HOSTILE_WEAKEN:-0}" "PATH=/usr/local/bin:/usr/bin:/bin")
@@ -64,7 +74,7 @@ if [ "$(id -u)" -eq 0 ]; then
   unshare --pid --net --mount --fork --mount-proc -- \
     env "${ENVS[@]}" HOME=/root "$PY" -c "$LO_UP"'
 import os, sys
-os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' "${PYTEST_ARGS[@]}" || status=1
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[2:]])' "$SHARED" "${PYTEST_ARGS[@]}" || status=1
 
   id -u "$HOSTILE_USER" >/dev/null 2>&1 ||
     useradd --system --no-create-home --shell /usr/sbin/nologin "$HOSTILE_USER"
@@ -88,19 +98,20 @@ os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' "${PY
   }
   real_py=$(readlink -f "$PY")
   for p in "$REPO" "$VENV" "$real_py" "$("$PY" -c 'import sys; print(sys.base_prefix)')"; do grant "$p"; done
+  [ -d "$SHARED" ] && grant "$SHARED"          # the dataset tests read it as that user too
 
   say "pass 2/2: as $HOSTILE_USER, in new pid + net + mount namespaces"
   unshare --pid --net --mount --fork --mount-proc -- \
     "$PY" -c "$LO_UP"'
 import os, sys
-os.execvp("runuser", ["runuser", "-u", sys.argv[1], "--", "env", *sys.argv[2:]])' \
-    "$HOSTILE_USER" "${ENVS[@]}" HOME=/tmp "$PY" -m pytest "${PYTEST_ARGS[@]}" || status=1
+os.execvp("runuser", ["runuser", "-u", sys.argv[2], "--", "env", *sys.argv[3:]])' \
+    "$SHARED" "$HOSTILE_USER" "${ENVS[@]}" HOME=/tmp "$PY" -m pytest "${PYTEST_ARGS[@]}" || status=1
 else
   warn "not root: skipping the root pass; the unprivileged pass runs in a user namespace"
   say "pass 1/1: as $(id -un), in new user + pid + net + mount namespaces"
   unshare --user --map-current-user --pid --net --mount --fork --mount-proc -- \
     env "${ENVS[@]}" HOME="${HOME:-/tmp}" "$PY" -c "$LO_UP"'
 import os, sys
-os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[1:]])' "${PYTEST_ARGS[@]}" || status=1
+os.execv(sys.executable, [sys.executable, "-m", "pytest", *sys.argv[2:]])' "$SHARED" "${PYTEST_ARGS[@]}" || status=1
 fi
 exit $status

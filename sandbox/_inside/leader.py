@@ -5,17 +5,17 @@ copy-on-write faults, a zygote round trip). The leader is a pre-forked, already 
 (same uid, rlimits, Landlock and seccomp as any solution process) that compiles the program once and then,
 per case, forks a fresh child that runs the compiled program as `__main__` on that case's stdin/stdout/stderr.
 Each case is still its own process with fresh interpreter state, its own output pipes, its own wall-clock
-deadline and CPU limit, and an emptied working directory.
+deadline and CPU limit, and a new working directory (a case that changed anything ends the chunk).
 
 The leader runs only this module's code: it never executes the program itself. It reports each case it
 could decide *unambiguously* on its control channel (fd 3), which no case process holds:
 `{"case": k, "code", "signal", "cpu_s", "maxrss_kb", "wall_s", "memory", "timeout"}`. Anything else ends the
 request early, and the supervisor re-runs the undecided cases one request each, where the zygote's full
 clean-up applies: a case that left a process behind, ended by SIGKILL (ours to send, or the OOM killer's),
-changed its working directory so that it cannot be emptied, or made the leader fail (e.g. `kill -1` kills the
-leader too). So the chunked path can only be faster, never judge differently: every verdict still comes from
-the supervisor's comparison of the complete output, and a case that interferes with the leader is judged on
-the ordinary path.
+changed its working directory or a directory the zygote watches (fresh.py), or made the leader fail (e.g.
+`kill -1` kills the leader too). So the chunked path can only be faster, never judge differently: every
+verdict still comes from the supervisor's comparison of the complete output, and a case that interferes
+with the leader is judged on the ordinary path.
 
 Descriptors (arranged by the zygote): 0-2 /dev/null, 3 control channel (code in, reports out), then per case
 `4 + 3k` stdin, `5 + 3k` stdout, `6 + 3k` stderr.
@@ -29,12 +29,15 @@ import time
 import types
 import warnings
 
-from . import procs, solution, wire
+from . import fresh, solution, wire
 
 CTL, FIRST = 3, 4
 PR_SET_CHILD_SUBREAPER = 36
 EVENTS_CAP = 1 << 16
-WIPE_ROOTS: list[str] = []        # set by the zygote: the private temporary roots it wipes between runs
+WATCH: list[str] = []             # set by the zygote: the directories it compares after each run (fresh.py)
+WORKDIR = ""                      # set by the zygote: the working directory, replaced for every case
+_MEMORY_FRAME = b'{"ev":"memory"}'
+_EVENTS = bytearray(EVENTS_CAP)   # the one buffer a case's events are read into, zeroed after each case
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -49,8 +52,7 @@ def run() -> None:
     if _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         os._exit(3)
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
-    home = os.stat(".")
-    before = {root: set(_listdir(root)) for root in WIPE_ROOTS}
+    marks = _marks()
     for k in range(n):
         try:
             report = _case(k, code, program, timeout_s, mask)
@@ -60,7 +62,7 @@ def run() -> None:
         if report["timeout"]:
             break                            # the zygote kills what is left
         try:
-            _wipe(home, before)
+            marks = _next_workdir(marks)
         except (_Abort, OSError):
             break
     os._exit(0)
@@ -81,6 +83,7 @@ def _compile(code: str) -> types.CodeType | None:
 def _case(k: int, code: str, program, timeout_s: float, mask) -> dict:
     fds = [FIRST + 3 * k, FIRST + 3 * k + 1, FIRST + 3 * k + 2]
     ev_r, ev_w = os.pipe()
+    os.set_blocking(ev_w, False)             # a case that floods its event channel is not blocked by us
     started = time.monotonic()
     try:
         pid = os.fork()
@@ -140,34 +143,40 @@ def _reap_descendants() -> None:
 
 
 def _memory_event(fd: int) -> bool:
-    """Whether the case reported a MemoryError (untrusted, like every solution event: it only names a failure)."""
+    """Whether the case reported a MemoryError (untrusted, like every solution event: it only names a failure).
+    Read into one reused buffer that is zeroed afterwards: the next case is forked from this process, and
+    what one case wrote must not be in its memory."""
+    n = 0
+    view = memoryview(_EVENTS)
     try:
-        data = procs.read_all(fd, EVENTS_CAP)
+        while n < EVENTS_CAP:
+            got = os.readv(fd, [view[n:]])
+            if not got:
+                break
+            n += got
+    except OSError:
+        pass
     finally:
         os.close(fd)
-    try:
-        frames = wire.FrameBuffer(EVENTS_CAP).feed(data)
-    except wire.WireError:
-        return False
-    return any(isinstance(f, dict) and f.get("ev") == "memory" for f in frames)
+    found = _EVENTS.find(_MEMORY_FRAME, 0, n) >= 0
+    view[:n] = bytes(n)
+    return found
 
 
-def _listdir(path: str) -> list[str]:
-    try:
-        return os.listdir(path)
-    except OSError:
-        return []                             # not even listable for us: the program could not write there
+def _marks() -> fresh.Marks:
+    """Marks of the working directory and of every directory the zygote watches (fresh.Marks)."""
+    return fresh.Marks([WORKDIR, *WATCH])
 
 
-def _wipe(home: os.stat_result, before: dict[str, set[str]]) -> None:
-    """Empty the working directory, remove what the case added to the temporary roots, or give up."""
-    for name in os.listdir("."):
-        procs.remove(name)
-    for root, names in before.items():
-        for name in set(_listdir(root)) - names:
-            procs.remove(os.path.join(root, name))
-        if set(_listdir(root)) - names:
-            raise _Abort()
-    st = os.stat(".")
-    if os.listdir(".") or (st.st_dev, st.st_ino, st.st_mode) != (home.st_dev, home.st_ino, home.st_mode):
+def _next_workdir(marks: fresh.Marks) -> fresh.Marks:
+    """After a case: if it changed nothing anywhere (its working directory included: no entry, no listing,
+    no attribute), replace the working directory by a new one for the next case; otherwise stop (_Abort)
+    and let the zygote's full clean-up run before each remaining case."""
+    if any(marks.changed(p) for p in [WORKDIR, *WATCH]):
         raise _Abort()
+    os.rmdir(WORKDIR)
+    os.mkdir(WORKDIR, 0o700)
+    os.chdir(WORKDIR)
+    for p in (WORKDIR, os.path.dirname(WORKDIR)):        # what we just changed ourselves
+        marks.take(p)
+    return marks

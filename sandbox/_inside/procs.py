@@ -35,14 +35,6 @@ def kill_all_except(keep: set[int]) -> None:
             pass
 
 
-def wait4(pid: int, own_exit: bool) -> dict:
-    _, status, ru = os.wait4(pid, 0)
-    return {"own_exit": own_exit,
-            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None,
-            "signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
-            "maxrss_kb": ru.ru_maxrss, "cpu_s": ru.ru_utime + ru.ru_stime}
-
-
 def children(pid: int | None = None) -> list[int]:
     me = os.getpid() if pid is None else pid
     try:

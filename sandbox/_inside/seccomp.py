@@ -11,6 +11,10 @@ Python programs:
 - System V IPC and POSIX message queues (state that would outlive a task inside one IPC namespace);
 - sockets other than AF_UNIX, connect, sendto with an address, sendmsg (no network, no host daemons);
 - terminal injection (TIOCSTI, TIOCLINUX);
+- setting file timestamps (utime, utimes, futimesat, utimensat): anyone who may write to a file may set its
+  times to "now", and the device nodes every sandbox shares (/dev/null, /dev/zero, ...) are host inodes no
+  clean-up can reset, so a timestamp there would carry data from one program to the next (found this
+  session; `os.utime` fails with PermissionError, `Path.touch` still creates files);
 - optionally (when neither separate uids nor Landlock signal scoping protect the tester), kill/tkill/tgkill
   aimed at any process but the caller itself.
 clone3 answers ENOSYS so that libc falls back to clone, whose flags a filter can inspect. Other
@@ -53,7 +57,7 @@ _COMMON_DENY = ("ptrace process_vm_readv process_vm_writev mount umount2 pivot_r
                 "fsmount move_mount "
                 "open_tree fspick mount_setattr kcmp migrate_pages move_pages shmget shmat shmctl semget semop "
                 "semctl semtimedop msgget msgsnd msgrcv msgctl mq_open mq_unlink mq_timedsend mq_timedreceive "
-                "mq_notify mq_getsetattr vhangup").split()
+                "mq_notify mq_getsetattr vhangup utime utimes futimesat utimensat").split()
 
 PARTS = ("full", "zygote", "kill")
 HIGH_FD = 1024         # "zygote": sendmsg only on descriptors >= this (RLIMIT_NOFILE keeps children below)
@@ -72,7 +76,8 @@ _TABLES = {
         fspick=433, mount_setattr=442, kcmp=312, migrate_pages=256, move_pages=279, shmget=29, shmat=30,
         shmctl=31, semget=64, semop=65, semctl=66, semtimedop=220, msgget=68, msgsnd=69, msgrcv=70, msgctl=71,
         mq_open=240, mq_unlink=241, mq_timedsend=242, mq_timedreceive=243, mq_notify=244, mq_getsetattr=245,
-        vhangup=153, clone=56, clone3=435, socket=41, sendto=44, kill=62, tkill=200, tgkill=234,
+        vhangup=153, utime=132, utimes=235, futimesat=261, utimensat=280,
+        clone=56, clone3=435, socket=41, sendto=44, kill=62, tkill=200, tgkill=234,
         rt_sigqueueinfo=129, rt_tgsigqueueinfo=297, ioctl=16)),
     "aarch64": (0xC00000B7, dict(
         ptrace=117, process_vm_readv=270, process_vm_writev=271, mount=40, umount2=39, pivot_root=41, chroot=51,
@@ -86,7 +91,7 @@ _TABLES = {
         fspick=433, mount_setattr=442, kcmp=272, migrate_pages=238, move_pages=239, shmget=194, shmat=196,
         shmctl=195, semget=190, semop=193, semctl=191, semtimedop=192, msgget=186, msgsnd=189, msgrcv=188,
         msgctl=187, mq_open=180, mq_unlink=181, mq_timedsend=182, mq_timedreceive=183, mq_notify=184,
-        mq_getsetattr=185, vhangup=58, clone=220, clone3=435, socket=198, sendto=206, kill=129, tkill=130,
+        mq_getsetattr=185, vhangup=58, utimensat=88, clone=220, clone3=435, socket=198, sendto=206, kill=129, tkill=130,
         tgkill=131, rt_sigqueueinfo=138, rt_tgsigqueueinfo=240, ioctl=29)),
 }
 
@@ -167,6 +172,8 @@ def _assemble(own_pid: int, restrict_kill: bool, part: str = "full") -> bytes:
         a.op(_JGE, 0x40000000, "deny", 0)           # x32 ABI
     high_fd = part == "zygote"
     for name in _COMMON_DENY:
+        if name not in nr:                          # e.g. utime and utimes do not exist on aarch64
+            continue
         if high_fd and name in ("sendmsg", "sendmmsg"):
             a.op(_JEQ, nr[name], "high_fd", 0)
         else:

@@ -19,7 +19,7 @@ import traceback
 import types
 from typing import Any
 
-from . import wire
+from . import wire, writeback
 
 CTL, PEER = 3, 4
 CODE_CAP = 64 << 20
@@ -154,22 +154,36 @@ def _resolve(ns: dict, path: str) -> Any:
 
 
 def _answer(ns: dict, msg: dict) -> dict:
-    try:
-        if msg.get("t") == "get":
+    """One reply to the tester: the value (or the exception), plus the arguments the call changed in place,
+    also when it raised (writeback.py)."""
+    if msg.get("t") == "get":
+        try:
             return {"t": "ret", "value": wire.encode(ns[msg["name"]])}
+        except BaseException as exc:
+            return {"t": "raise", **_describe(exc)}
+    args: Any = None
+    kwargs: Any = None
+    try:
         fn = _resolve(ns, msg["fn"])
         args = wire.decode(msg["args"])
         kwargs = wire.decode(msg.get("kw", {"d": []}))
-        result = fn(*args, **kwargs)
-        value = wire.encode(result)
+        reply = {"t": "ret", "value": wire.encode(fn(*args, **kwargs))}
     except MemoryError as exc:
         _event({"ev": "memory"})
-        return {"t": "raise", **_describe(exc)}
+        reply = {"t": "raise", **_describe(exc)}
     except BaseException as exc:     # SystemExit in the function is a failed call, not an exit
-        return {"t": "raise", **_describe(exc)}
+        reply = {"t": "raise", **_describe(exc)}
     finally:
         _flush()
-    return {"t": "ret", "value": value}
+    try:
+        for field, values, sent in (("args", args, msg.get("args")), ("kw", kwargs, msg.get("kw"))):
+            if type(values) in (list, dict):
+                moved = writeback.changed(sent, values)
+                if moved:
+                    reply[field] = moved
+    except BaseException:            # e.g. MemoryError while encoding: the tests keep their copies
+        pass
+    return reply
 
 
 def serve_calls() -> None:

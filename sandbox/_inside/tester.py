@@ -3,10 +3,14 @@
 Descriptors: 0/1 /dev/null, 2 stderr (diagnostics), 3 control channel to the supervisor (tests in, results
 out), 4 channel to the solution's process.
 
-The tests never share a process with the solution. A name the test source uses that the solution defines
-becomes a proxy here: calling it sends the arguments as plain data and receives the return value decoded
-by `wire.decode`, so it is an exact built-in type whose comparisons the solution cannot influence. A module
-the solution imported (e.g. `math` in MBPP tests) is imported here; a plain-data global is copied.
+The tests never share a process with the solution. A free name of the test source (names.py: read, never
+bound, never a dunder) that the solution defines becomes a proxy here: calling it sends the arguments as
+plain data and receives the return value decoded by `wire.decode`, so it is an exact built-in type whose
+comparisons the solution cannot influence; arguments the call changed in place are written back
+(writeback.py), and exceptions that would steer the test's control flow are mapped (names.py). A module the
+solution imported (e.g. `math` in MBPP tests) is imported here under its own name; a plain-data global is
+copied. The tests run as a module registered as `__main__` (for `unittest.main()`), and their own
+`sys.exit` ends them as it ends a script.
 
 Per-test results ("units") for `assert` sources: every top-level statement that contains an `assert`, and
 every such statement directly inside a top-level function (HumanEval's `check`), is one unit; a unit passes
@@ -22,7 +26,6 @@ import ast
 import base64
 import builtins
 import importlib
-import json
 import marshal
 import math
 import os
@@ -30,15 +33,15 @@ import select
 import socket
 import sys
 import time
+import types
+from fractions import Fraction
 from typing import Any
 
-from . import wire
+from . import board, names, wire, writeback
 
 CTL, PEER = 3, 4
 RUNS_PER_TESTER = 64      # the zygote replaces its long-lived tester after this many runs
 FLUSH_AFTER_S = 0.002     # decided units are sent when a call has not answered within this time (and at the end)
-_EXC_TYPES = {name: obj for name, obj in vars(builtins).items()
-              if isinstance(obj, type) and issubclass(obj, Exception)}
 
 
 class RemoteError(Exception):
@@ -70,6 +73,10 @@ class Tester:
             raise RemoteError(self.dead) from None
         if type(reply) is not dict:
             raise RemoteError("invalid reply from the solution")
+        return reply
+
+    def value(self, reply: dict) -> Any:
+        """The result a reply stands for: its decoded value, or the exception to raise in the tests."""
         if reply.get("t") == "ret":
             try:
                 return wire.decode(reply.get("value"))
@@ -77,18 +84,21 @@ class Tester:
                 raise TypeError(f"the solution returned a value that is not plain data: {exc}") from None
         if reply.get("t") == "raise":
             name, text = str(reply.get("type", "Exception")), str(reply.get("msg", ""))[:2000]
-            exc_type = _EXC_TYPES.get(name)
-            if exc_type is None:
-                raise RemoteError(f"{name}: {text}")
-            raise exc_type(text)
+            raise names.remote_exception(name, text, RemoteError)
         raise RemoteError("invalid reply from the solution")
 
     def call(self, fn: str, args: tuple, kwargs: dict) -> Any:
+        """Call a solution function; the arguments it changed in place are written back (writeback.py)."""
         try:
             payload = {"t": "call", "fn": fn, "args": wire.encode(list(args)), "kw": wire.encode(dict(kwargs))}
         except wire.WireError as exc:
             raise TypeError(f"argument cannot be sent to the solution: {exc}") from None
-        return self.request(payload)
+        reply = self.request(payload)
+        writeback.apply(args, kwargs, reply)
+        return self.value(reply)
+
+    def get(self, name: str) -> Any:
+        return self.value(self.request({"t": "get", "name": name}))
 
     def handshake(self) -> dict:
         try:
@@ -97,7 +107,7 @@ class Tester:
             self.dead = "the solution's process exited before it was loaded"
             return {}
         if type(msg) is dict and msg.get("t") == "ready" and type(msg.get("globals")) is dict:
-            return msg["globals"]
+            return msg["globals"]          # untrusted: names.allowed() decides what the tests may take from it
         if type(msg) is dict and msg.get("t") == "load_error":
             self.dead = f"the solution failed to load: {msg.get('type')}: {str(msg.get('msg'))[:500]}"
         else:
@@ -177,48 +187,26 @@ class _Instrument:
         return self.body(tree.body)
 
 
-def _names(code: Any) -> set[str]:
-    names = set(code.co_names)
-    for const in code.co_consts:
-        if hasattr(const, "co_names"):
-            names |= _names(const)
-    return names
-
-
-# The solution names the modules it imported, so the tester imports them itself; it must not be able to make
-# the tester run an arbitrary module's top-level code (unittest.__main__ would exit, antigravity opens a browser).
-_NO_IMPORT = {"antigravity", "this", "idlelib", "tkinter", "turtle", "turtledemo", "webbrowser", "pydoc", "venv",
-              "ensurepip", "lib2to3", "__hello__", "__phello__", "test", "unittest", "doctest", "pdb", "code"}
-
-
-def _importable(module: str) -> bool:
-    parts = module.split(".")
-    return (parts[0] in getattr(sys, "stdlib_module_names", ()) and parts[0] not in _NO_IMPORT
-            and all(p.isidentifier() and not p.startswith("__") for p in parts))
-
-
-def _bind_solution_names(tester: Tester, ns: dict, table: dict, needed: set[str], entry_points: list) -> None:
-    # Built-in names keep their built-in meaning: a solution that defines its own `set` must not decide what
-    # the tests' `set(f(x)) == set(expected)` computes (a constant `set` would pass it). Only names listed
-    # as entry points (MBPP/126 tests a function called `sum`) are taken from the solution regardless.
-    allowed = (needed & set(table)) - (set(vars(builtins)) - set(entry_points))
+def _bind_solution_names(tester: Tester, ns: dict, table: dict, free: list[str], entry_points: list) -> None:
+    """Bind the names the tests may take from the solution (names.allowed) in `ns`, which already holds the
+    tester's own hooks; a name that is bound stays bound."""
     if tester.dead:        # the solution did not load: its names fail with the reason, not a NameError
-        for name in sorted(needed - set(vars(builtins)) - set(ns)):
-            ns[name] = Proxy(tester, name)
+        for name in free:
+            if name not in ns and name not in vars(builtins):
+                ns[name] = Proxy(tester, name)
         return
-    for name in sorted(allowed):
-        kind = str(table[name])
+    for name, kind in names.allowed(free, table, entry_points, set(ns)).items():
         if kind == "callable":
             ns[name] = Proxy(tester, name)
-        elif kind.startswith("module:") and _importable(kind[len("module:"):]):
+        elif kind == "data":
+            try:
+                ns[name] = tester.get(name)
+            except Exception:
+                pass
+        else:
             try:
                 ns[name] = importlib.import_module(kind[len("module:"):])
             except BaseException:                 # e.g. SystemExit from a module's import
-                pass
-        elif kind == "data":
-            try:
-                ns[name] = tester.request({"t": "get", "name": name})
-            except Exception:
                 pass
 
 
@@ -230,21 +218,15 @@ def prepare(source: str, prelude: str = "") -> dict:
     compiled = [compile(ast.Module(body=[s], type_ignores=[]), "tests.py", "exec", dont_inherit=True)
                 for s in stmts]
     pre = compile(prelude, "prelude.py", "exec", dont_inherit=True) if prelude else None
-    needed = set().union(*(_names(c) for c in compiled)) if compiled else set()
-    if pre is not None:
-        needed |= _names(pre)
+    free = names.free_names((source, "tests.py"), (prelude, "prelude.py"))
     return {"total": max(len(inst.lines), 1), "whole": not inst.lines, "lines": inst.lines[:10000],
-            "needed": sorted(needed), "code": base64.b64encode(marshal.dumps((compiled, pre))).decode("ascii")}
+            "free": free, "code": base64.b64encode(marshal.dumps((compiled, pre))).decode("ascii")}
 
 
-def run_assert(tester: Tester, spec: dict) -> None:
-    prepared = spec.get("prepared") or prepare(spec["source"], spec.get("prelude", ""))
-    tester.report({"total": prepared["total"], "lines": prepared["lines"]})
-    compiled, pre = marshal.loads(base64.b64decode(prepared["code"]))
-    needed, whole = set(prepared["needed"]), prepared["whole"]
-    table = tester.handshake()
+def _hooks(tester: Tester) -> dict:
+    """The per-unit instrumentation the compiled tests call (`__sbx_begin__` etc.), as closures over a stack
+    of open units. They are bound before the solution's greeting is read; no announced name can replace them."""
     stack: list[list] = []
-    ns: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
 
     def begin(i: int) -> None:
         stack.append([i, None])
@@ -261,20 +243,52 @@ def run_assert(tester: Tester, spec: dict) -> None:
         exc = stack.pop()[1] if stack else None
         tester.unit_done(i, exc is None, "" if exc is None else _exc_text(exc))
 
-    ns.update(__sbx_begin__=begin, __sbx_fail__=fail, __sbx_end__=end)
-    setup_errors = []
-    _bind_solution_names(tester, ns, table, needed, list(spec.get("entry_points") or []))
-    if pre is not None:
-        try:
-            exec(pre, ns)      # trusted helpers (e.g. HumanEval's `poly`) override the solution's copies
-        except BaseException as exc:
-            setup_errors.append("prelude: " + _exc_text(exc))
+    return {"__sbx_begin__": begin, "__sbx_fail__": fail, "__sbx_end__": end}
+
+
+def _exit_ok(exc: SystemExit) -> bool:
+    """Whether the tests' own sys.exit (e.g. `unittest.main()`'s) reports success, as a script's status would."""
+    return exc.code is None or (type(exc.code) in (int, bool) and exc.code == 0)
+
+
+def _execute(compiled: list, ns: dict, setup_errors: list[str]) -> None:
+    """Run the compiled top-level statements in order; an exception outside a unit is recorded and the next
+    statement runs; SystemExit ends the tests, as it ends a script (an error unless its status is 0)."""
     for code in compiled:
         try:
             exec(code, ns)
+        except SystemExit as exc:
+            if not _exit_ok(exc):
+                setup_errors.append(_exc_text(exc))
+            return
         except BaseException as exc:
             setup_errors.append(_exc_text(exc))
-    if whole:
+
+
+def run_assert(tester: Tester, spec: dict) -> None:
+    prepared = spec.get("prepared") or prepare(spec["source"], spec.get("prelude", ""))
+    tester.report({"total": prepared["total"], "lines": prepared["lines"]})
+    compiled, pre = marshal.loads(base64.b64decode(prepared["code"]))
+    main = types.ModuleType("__main__")            # unittest.main() looks for the tests in sys.modules
+    ns = main.__dict__
+    ns.update(__builtins__=builtins, **_hooks(tester))
+    table = tester.handshake()
+    setup_errors: list[str] = []
+    _bind_solution_names(tester, ns, table, list(prepared["free"]), list(spec.get("entry_points") or []))
+    saved_main, saved_argv = sys.modules.get("__main__"), sys.argv
+    sys.modules["__main__"], sys.argv = main, ["tests.py"]
+    try:
+        if pre is not None:
+            try:
+                exec(pre, ns)      # trusted helpers (e.g. HumanEval's `poly`) override the solution's copies
+            except BaseException as exc:
+                setup_errors.append("prelude: " + _exc_text(exc))
+        _execute(compiled, ns, setup_errors)
+    finally:
+        sys.argv = saved_argv
+        if saved_main is not None:
+            sys.modules["__main__"] = saved_main
+    if prepared["whole"]:
         tester.unit_done(0, not setup_errors, "; ".join(setup_errors[:3]))
     tester.report({"done": True, "setup_errors": setup_errors[:10]})
 
@@ -297,30 +311,56 @@ def _listify(v: Any) -> Any:
     return v
 
 
+def _equal(got: Any, want: Any) -> bool:
+    try:
+        return bool(got == want)
+    except Exception:                      # RecursionError on a pathological tree: not equal
+        return False
+
+
+def _numbers_close(got: int | float, want: int | float, tol: float) -> bool:
+    """math.isclose(rel_tol=abs_tol=tol); for integers too large for a float, the same test done exactly."""
+    try:
+        return math.isclose(got, want, rel_tol=tol, abs_tol=tol)
+    except OverflowError:
+        pass
+    try:
+        g, w, t = Fraction(got), Fraction(want), Fraction(tol)
+    except (OverflowError, ValueError):    # inf or nan next to a huge integer
+        return False
+    return abs(g - w) <= max(t * max(abs(g), abs(w)), t)
+
+
 def close_enough(got: Any, want: Any, tol: float | None) -> bool:
+    """Exact equality first (so huge integers and non-numbers never reach a float comparison); with `tol`,
+    numbers (not bools) within tolerance also match, recursively through lists and dicts."""
+    if _equal(got, want):
+        return True
     if tol is None:
-        return got == want
-    if type(got) in (int, float) and type(want) in (int, float) and type(got) is not bool:
-        return math.isclose(got, want, rel_tol=tol, abs_tol=tol) or got == want
+        return False
+    if type(got) in (int, float) and type(want) in (int, float):
+        return _numbers_close(got, want, tol)
     if type(got) is list and type(want) is list:
         return len(got) == len(want) and all(close_enough(g, w, tol) for g, w in zip(got, want))
     if type(got) is dict and type(want) is dict:
         return got.keys() == want.keys() and all(close_enough(got[k], want[k], tol) for k in got)
-    return got == want
+    return False
 
 
 def run_call(tester: Tester, spec: dict) -> None:
+    """Call tests; the supervisor sends each case's args, kwargs and expected value wire-encoded, so integer
+    dict keys, sets, tuples and huge integers arrive as they were given."""
     cases = spec["cases"]
     tol = spec.get("float_tol")
     tester.report({"total": len(cases)})
     tester.handshake()
     for i, case in enumerate(cases):
         try:
-            args = case.get("args", [])
-            kwargs = case.get("kwargs", {})
+            args, kwargs = wire.decode(case["args"]), wire.decode(case["kw"])
+            want = _listify(wire.decode(case["expected"]))
             got = _listify(tester.call(spec["fn"], tuple(args), kwargs))
-            ok = close_enough(got, case["expected"], tol)
-            err = "" if ok else f"expected {_short(case['expected'])}, got {_short(got)}"
+            ok = close_enough(got, want, tol)
+            err = "" if ok else f"expected {_short(want)}, got {_short(got)}"
         except Exception as exc:
             ok, err = False, _exc_text(exc)
         tester.unit_done(i, ok, err)
@@ -391,4 +431,4 @@ def serve(sock_fd: int, layers: list) -> None:
                 b[name] = value
         for name in [m for m in sys.modules if m not in saved_modules]:
             del sys.modules[name]
-        sock.send(json.dumps({"code": code, "cpu_s": time.process_time() - cpu0}).encode())
+        sock.send(board.TESTER_REPORT.pack(code, time.process_time() - cpu0))

@@ -8,8 +8,9 @@ and cannot leak from it into a later child.
 
 Per run: fork the tester (function mode) and the solution, confine both (`confine.apply`), wait with a
 deadline, kill every process the run left behind (as pid 1: `kill(-1, SIGKILL)`; otherwise as child
-subreaper, repeatedly, until no child remains), reap them all, wipe the working directory and the private
-/tmp and /dev/shm, and report exit statuses and resource use.
+subreaper, repeatedly, until no child remains), reap them all, renew the workspace (a new working
+directory, watched directories repaired: fresh.py), and report exit statuses and resource use (their values
+in a binary board that never becomes Python objects here: board.py).
 """
 from __future__ import annotations
 
@@ -23,13 +24,11 @@ import resource
 import select
 import signal
 import socket
-import stat
 import sys
-import tempfile
 import time
 from typing import Any
 
-from . import confine, landlock, leader, procs, seccomp, solution, tester
+from . import board, confine, fresh, landlock, leader, procs, seccomp, solution, tester
 
 PR_SET_CHILD_SUBREAPER = 36
 WIPE_ROOTS = ("/tmp", "/dev/shm", "/var/tmp")
@@ -54,11 +53,13 @@ class Zygote:
             procs.expose(python_dirs)
         if self.uids and not all(procs.world_usable(d) for d in python_dirs):
             self.uids = None        # other uids could not even load the stdlib: drop capabilities instead
-        self.workdir = "/tmp/w" if self.private_tmp else tempfile.mkdtemp(prefix="sbx-w-")
-        leader.WIPE_ROOTS[:] = list(WIPE_ROOTS) if self.private_tmp else []
-        self._make_workdir()
-        self.workdir_ino = os.lstat(self.workdir).st_ino
+        self.space = fresh.Workspace(self.private_tmp, WIPE_ROOTS, self.uids[0] if self.uids else None,
+                                     self.uids[0] if self.uids else os.getuid(), _watch_candidates(init))
+        self.workdir = self.space.workdir
+        leader.WATCH[:] = self.space.all()
+        leader.WORKDIR = self.workdir
         os.environ.update(HOME=self.workdir, TMPDIR=self.workdir)
+        self.retired = False
         self.devnull = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
         if not self.pid1:
             _libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
@@ -88,17 +89,11 @@ class Zygote:
         self.t0_runs = 0
 
     # ----------------------------------------------------------------------------------------- setup
-    def _make_workdir(self) -> None:
-        os.makedirs(self.workdir, mode=0o700, exist_ok=True)
-        if self.uids:
-            os.chown(self.workdir, self.uids[0], self.uids[0])
-        os.chmod(self.workdir, 0o700)
-
     def _build_rulesets(self) -> dict[str, int]:
         reads = list(self.cfg.get("read_paths", []))
         devs = ["/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom"]
         try:
-            return {"solution": landlock.build_ruleset(self.abi, reads, [self.workdir], devs),
+            return {"solution": landlock.build_ruleset(self.abi, reads, [self.space.home], devs),
                     "tester": landlock.build_ruleset(self.abi, reads, [], ["/dev/null"])}
         except OSError:
             self.abi = 0
@@ -196,7 +191,8 @@ class Zygote:
         return {"op": "hello", "pid1": self.pid1, "root": self.is_root, "uid_drop": bool(self.uids),
                 "landlock_abi": self.abi, "seccomp": self.seccomp, "seccomp_inherited": self.seccomp_inherited,
                 "ns": ns, "probe": self.probe_report,
-                "private_tmp": self.private_tmp, "workdir": self.workdir, "python": sys.version.split()[0],
+                "private_tmp": self.private_tmp, "workdir": self.workdir, "watched": self.space.all(),
+                "python": sys.version.split()[0],
                 "restrict_kill": not (self.uids or self.abi >= 6)}
 
     # ------------------------------------------------------------------------------------------- runs
@@ -324,17 +320,18 @@ class Zygote:
             if role not in statuses:
                 # We only ever send SIGKILL: any other end (a segfault still being torn down when the
                 # tester finished, an exit code) was the process's own.
-                st = procs.wait4(pid, own_exit=False)
+                st = board.wait4(pid, False, role)
                 st["own_exit"] = st["signal"] != signal.SIGKILL
                 statuses[role] = st
         cleaned = self._reap_all(keep)
         self.spares.clear()                     # killed and reaped with everything else
         self.last_roles = ("solution",)
+        # Nothing of the run is alive now: a fresh working directory, and what the run marked repaired.
+        self.retired = not (cleaned and self.space.renew())
         phases = {"fork": forked - started, "run": ended - forked, "reap": time.monotonic() - ended,
                   "zygote_cpu": time.process_time() - cpu0}
-        # The working directory is wiped after this report is sent (see serve): nothing runs in between.
         return {"op": "done", "reason": reason, "wall_s": ended - started, "clean": cleaned, "phases": phases,
-                **statuses}
+                "retire": self.retired, **board.public(statuses)}
 
     def _hand_to_tester(self, fds: list[int]) -> tuple[int, socket.socket] | None:
         if self.t0 is None:
@@ -389,11 +386,11 @@ class Zygote:
                             raise SystemExit(0)
                         reason = str(msg.get("reason", "killed"))
                     elif t0 and fd == t0[1].fileno() and "tester" not in statuses:
-                        statuses["tester"] = _tester_report(t0[1].recv(4096))
+                        statuses["tester"] = board.tester_report(t0[1])
                         poll.unregister(fd)
                     elif fd in pidfds and pidfds[fd][0] not in statuses:
                         role, pid = pidfds[fd]
-                        statuses[role] = procs.wait4(pid, own_exit=True)
+                        statuses[role] = board.wait4(pid, True, role)
                         if t0 and pid == t0[0]:
                             self.t0 = None          # the long-lived tester died: reaped here
                         poll.unregister(fd)
@@ -427,16 +424,15 @@ class Zygote:
         """Reap every child but `keep` (orphans are re-parented to us as pid 1 or subreaper); kill stragglers."""
         deadline = time.monotonic() + 5.0
         while time.monotonic() < deadline:
-            try:
-                while True:
-                    pid, _ = os.waitpid(-1, os.WNOHANG)
-                    if pid == 0:
-                        break
-                    if self.t0 and pid == self.t0[0]:
-                        self._retire_tester()
-                        keep = set()
-            except ChildProcessError:
-                return True
+            while True:
+                pid = board.reap_any()             # statuses chosen by the program stay out of our heap
+                if pid < 0:
+                    return True                     # no children at all
+                if pid == 0:
+                    break
+                if self.t0 and pid == self.t0[0]:
+                    self._retire_tester()
+                    keep = set()
             left = [pid for pid in procs.children() if pid not in keep]
             if not left:
                 return True
@@ -447,35 +443,6 @@ class Zygote:
                     pass
             time.sleep(0.001)
         return False
-
-    def _wipe(self) -> None:
-        roots = WIPE_ROOTS if self.private_tmp else ()
-        for root in roots:
-            try:
-                entries = os.listdir(root)
-            except OSError:
-                continue
-            for name in entries:
-                path = os.path.join(root, name)
-                if path != self.workdir:
-                    procs.remove(path)
-        entries = _listdir_or_unlock(self.workdir)
-        if entries is None or not os.path.isdir(self.workdir) or os.path.islink(self.workdir):
-            procs.remove(self.workdir)
-        else:
-            for name in entries:
-                procs.remove(os.path.join(self.workdir, name))
-            st = os.lstat(self.workdir)
-            if st.st_mode & 0o7777 == 0o700 and (not self.uids or st.st_uid == self.uids[0]):
-                return                          # still ours, private and empty
-        self._make_workdir()
-        if self.rulesets and os.lstat(self.workdir).st_ino != self.workdir_ino:
-            # Landlock rules hold the directory they were built on: a new one needs new rules, or the
-            # next program could not write in its own working directory.
-            for fd in self.rulesets.values():
-                os.close(fd)
-            self.rulesets = self._build_rulesets()
-            self.workdir_ino = os.lstat(self.workdir).st_ino
 
     # ------------------------------------------------------------------------------------- messaging
     def send(self, msg: dict) -> None:
@@ -493,10 +460,14 @@ class Zygote:
             if not data:
                 break
             req = json.loads(data)
-            if req.get("op") == "run":
-                self.send(self.run(req, fds))
-                self._wipe()
-                self._refill(self.last_roles)
+            if req.get("op") == "run" and self.retired:     # never run in a directory we could not renew
+                for fd in fds:
+                    os.close(fd)
+                self.send({"op": "done", "reason": "retired", "clean": False, "retire": True})
+            elif req.get("op") == "run":
+                board.send(self.ctl.fileno(), json.dumps(self.run(req, fds)).encode())
+                if not self.retired:
+                    self._refill(self.last_roles)
             elif req.get("op") == "status":          # for tests: which of our children are spares
                 spares = [p for p, _ in self.spares.values()] + ([self.t0[0]] if self.t0 else [])
                 self.send({"op": "status", "pid": os.getpid(), "spares": spares})
@@ -515,22 +486,22 @@ class Zygote:
                 except OSError:
                     pass
             self._reap_all(set())
-            procs.remove(self.workdir)
+            self.space.remove_all()
 
 
-def _listdir_or_unlock(path: str) -> list[str] | None:
-    """The entries of the working directory; if the program made it unreadable, make it ours again first."""
-    try:
-        return os.listdir(path)
-    except OSError:
-        pass
-    try:
-        if stat.S_ISDIR(os.lstat(path).st_mode):
-            os.chmod(path, 0o700)
-            return os.listdir(path)
-    except OSError:
-        pass
-    return None
+def _watch_candidates(init: dict) -> list[str]:
+    """Directories a program might mark for the next one: "/" and its top-level directories, /dev and its
+    subdirectories, and every parent of the paths the sandbox binds in (bubblewrap creates those)."""
+    out = ["/", "/dev", "/var"]
+    for top in ("/", "/dev"):
+        try:
+            out += [os.path.join(top, e.name) for e in os.scandir(top) if e.is_dir(follow_symlinks=False)]
+        except OSError:
+            pass
+    for path in list(init.get("read_paths", [])) + list(init.get("python_dirs", [])):
+        parts = path.strip("/").split("/")
+        out += ["/" + "/".join(parts[:i]) for i in range(1, len(parts))]
+    return [p for p in out if not p.startswith("/proc")]
 
 
 def _activate() -> None:
@@ -548,16 +519,6 @@ def _activate() -> None:
         cpu = int(msg["cpu_s"])
         resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     solution.MODE = msg.get("mode", "pair")
-
-
-def _tester_report(data: bytes) -> dict:
-    """The long-lived tester's end-of-run message, as a wait status."""
-    try:
-        msg = json.loads(data) if data else {}
-    except ValueError:
-        msg = {}
-    return {"own_exit": True, "code": int(msg.get("code", 3)) if msg else 3, "signal": None,
-            "cpu_s": float(msg.get("cpu_s", 0.0)), "maxrss_kb": 0}
 
 
 def _effects() -> dict:

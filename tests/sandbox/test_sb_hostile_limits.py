@@ -75,8 +75,9 @@ def test_recursion_bombs(hostile):
     res = run(hostile, "import sys\nsys.setrecursionlimit(10 ** 8)\ndef f(n):\n    return f(n + 1) + 1\nf(0)\n")
     assert res.status in ("crashed", "failed", "memory", "timeout")
     # C-level recursion (repr of a deeply nested list) overflows the C stack
+    # (about 2 s of CPU to build the list: on a busy 2-core host the default deadline would end it first)
     res = run(hostile, "import sys\nsys.setrecursionlimit(10 ** 8)\nl = []\nfor _ in range(10 ** 6):\n    l = [l]\n"
-                       "repr(l)\n")
+                       "repr(l)\n", timeout_s=12)
     assert res.status == "crashed" and res.details["signal"] == "SIGSEGV"
     plain = run(hostile, "def f(n):\n    return f(n + 1)\nf(0)\n")
     assert plain.status == "failed" and "RecursionError" in plain.stderr
