@@ -212,13 +212,3 @@ def serve_calls() -> None:
     _flush()
     os._exit(0)
 
-
-def dispatch() -> None:
-    """Entry point of a pre-forked spare: the run's mode arrives with its descriptors."""
-    if MODE == "solo":
-        run_script()
-    elif MODE == "chunk":
-        from . import leader
-        leader.run()
-    else:
-        serve_calls()

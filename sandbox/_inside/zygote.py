@@ -37,6 +37,16 @@ MAX_FDS = 64                # descriptors one request may carry (a chunk of 16 s
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def dispatch_spare() -> None:
+    """Entry point of a pre-forked spare: the run's mode (`solution.MODE`) arrives with its descriptors."""
+    if solution.MODE == "solo":
+        solution.run_script()
+    elif solution.MODE == "chunk":
+        leader.run()
+    else:
+        solution.serve_calls()
+
+
 class Zygote:
     def __init__(self, ctl: socket.socket, init: dict) -> None:
         self.ctl = ctl
@@ -233,7 +243,7 @@ class Zygote:
                 continue
             a, b = self._socketpair()
             plan = self.plan(role, [self.devnull, self.devnull, self.devnull, b.fileno()], limits)
-            pid = self.fork(role, plan, solution.dispatch, spare=True)
+            pid = self.fork(role, plan, dispatch_spare, spare=True)
             b.close()
             self.spares[role] = (pid, a)
 
