@@ -3,6 +3,7 @@
     python scripts/bench_long.py                       # everything below, ~30-60 min on 2 cores
     python scripts/bench_long.py --only reasoner --lengths 256 1024 --steps 2
     python scripts/bench_long.py --plot docs/scaling_long.png
+    python scripts/bench_long.py --generation        # the HF engine's decode loop: tokens/s vs position to 8k
 
 Model: a Qwen3-config body (4 layers, hidden 256, head dim 64, tied embeddings) with the real vocabulary size
 151,936 and random weights, so the output head dominates as in real models (the body is small only to fit the
@@ -179,6 +180,33 @@ def child_trl(args) -> dict:
             "path": "TRL GRPOTrainer" + (" +gc" if args.gradient_checkpointing else "")}
 
 
+def generation(model_dir: Path, args) -> None:
+    """Tokens/s of the HF engine's lean decode loop at growing lengths: 8 rows of one 128-token prompt, the
+    same seed; the rate between consecutive lengths is the marginal rate at those positions."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from reasoner.rollout.base import SamplingParams
+    from reasoner.rollout.hf_engine import HFEngine
+
+    torch.set_num_threads(args.threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval()
+    engine = HFEngine(model, AutoTokenizer.from_pretrained(model_dir), compact_below=0.0)
+    prompt = workload("256")[0][0]
+    previous = (0, 0.0)
+    for length in args.gen_lengths:
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        out = engine.generate([prompt], SamplingParams(n=GROUP, max_new_tokens=length, ignore_eos=True))
+        seconds = time.perf_counter() - t0
+        tokens = sum(len(c.token_ids) for c in out[0])
+        marginal = (tokens - previous[0]) / max(seconds - previous[1], 1e-9)
+        print(f"max_new_tokens {length:5d}: {tokens:6d} tokens in {seconds:7.1f} s = {tokens / seconds:6.1f} tok/s; "
+              f"between {previous[0] // GROUP} and {tokens // GROUP} tokens per row: {marginal:6.1f} tok/s",
+              flush=True)
+        previous = (tokens, seconds)
+
+
 # ------------------------------------------------------------------------------------------------ driver
 
 def run_case(system: str, workload_name: str, model: Path, args, **extra) -> dict:
@@ -262,6 +290,8 @@ def main() -> None:
     p.add_argument("--model-dir", default=os.path.join(tempfile.gettempdir(), "reasoner_bench_long_model"))
     p.add_argument("--plot", help="write the scaling curves (memory and time vs answer length) to this PNG")
     p.add_argument("--json", help="write every result to this file")
+    p.add_argument("--generation", action="store_true", help="measure the decode loop instead (tokens/s)")
+    p.add_argument("--gen-lengths", type=int, nargs="*", default=[1024, 2048, 4096, 8192])
     p.add_argument("--child", choices=["reasoner", "trl"], help=argparse.SUPPRESS)
     p.add_argument("--workload", help=argparse.SUPPRESS)
     p.add_argument("--model", help=argparse.SUPPRESS)
@@ -273,6 +303,9 @@ def main() -> None:
         print("RESULT " + json.dumps(result))
         return
     model = build_model(Path(args.model_dir), args.layers, args.hidden)
+    if args.generation:
+        generation(model, args)
+        return
     print(f"model: Qwen3 body {args.layers} layers x {args.hidden}, V = {VOCAB}, tied head; {args.threads} threads; "
           f"load average {os.getloadavg()[0]:.1f}", flush=True)
     cases = []

@@ -25,6 +25,7 @@ class SamplingParams:
     top_k: int = 0                    # 0 -> disabled
     max_new_tokens: int = 256
     stop_token_ids: list[int] = field(default_factory=list)  # in addition to the tokenizer's EOS
+    ignore_eos: bool = False          # run to max_new_tokens unless a stop_token_id comes (benchmarks, vLLM's name)
 
     def __post_init__(self):
         if self.n < 1:

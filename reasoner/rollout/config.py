@@ -62,6 +62,7 @@ class SamplingConfig:
     top_k: int = 0                    # 0 -> disabled
     max_new_tokens: int = 256
     stop_strings: list[str] = field(default_factory=list)  # each must be one token, e.g. "</answer>"
+    ignore_eos: bool = False          # sample to max_new_tokens (only stop_strings end a sample): benchmarks
 
     def __post_init__(self):
         if self.protocol not in PROTOCOLS:
@@ -88,7 +89,7 @@ class SamplingConfig:
         v = self.resolve()
         return SamplingParams(n=int(v["n"]), temperature=float(v["temperature"]), top_p=float(v["top_p"]),
                               top_k=self.top_k, max_new_tokens=self.max_new_tokens,
-                              stop_token_ids=list(stop_token_ids))
+                              stop_token_ids=list(stop_token_ids), ignore_eos=self.ignore_eos)
 
     def params_for(self, tokenizer) -> SamplingParams:
         """`params()` with `stop_strings` turned into token ids (each must be exactly one token)."""

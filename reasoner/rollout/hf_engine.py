@@ -81,6 +81,8 @@ class HFEngine(RolloutEngine):
 
     def stop_ids(self, params: SamplingParams) -> list[int]:
         ids = list(params.stop_token_ids)
+        if params.ignore_eos:
+            return ids
         return ids + [tok for tok in eos_token_ids(self.model, self.tokenizer) if tok not in ids]
 
     @torch.no_grad()

@@ -63,7 +63,8 @@ class RemoteEngine(RolloutEngine):
 
     def generate(self, prompts: Sequence[Sequence[int]], params: SamplingParams) -> list[list[Completion]]:
         request = asdict(params)
-        request["stop_token_ids"] = list(dict.fromkeys(list(params.stop_token_ids) + self.eos_ids))
+        eos = [] if params.ignore_eos else self.eos_ids
+        request["stop_token_ids"] = list(dict.fromkeys(list(params.stop_token_ids) + eos))
         reply = self.generator.post("/generate", {"prompts": [list(p) for p in prompts], "params": request})
         return [[Completion(**c) for c in group] for group in reply["completions"]]
 

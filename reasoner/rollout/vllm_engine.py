@@ -70,11 +70,12 @@ class VLLMEngine(RolloutEngine):
 
         self._check_logprob_contract(params)
         self._wake_for_generation()
-        stop_ids = list(dict.fromkeys(list(params.stop_token_ids) + self.eos_ids))
+        stop_ids = list(dict.fromkeys(list(params.stop_token_ids) + ([] if params.ignore_eos else self.eos_ids)))
         greedy = params.temperature == 0
         sampling = VSamplingParams(
             n=params.n, temperature=params.temperature, top_p=1.0 if greedy else params.top_p,
             top_k=0 if greedy else params.top_k, max_tokens=params.max_new_tokens, stop_token_ids=stop_ids,
+            ignore_eos=params.ignore_eos,
             logprobs=0, detokenize=False,  # the stop ids (EOS included) are given explicitly: no tokenizer
         )
         requests = [TokensPrompt(prompt_token_ids=list(p)) for p in prompts]
