@@ -13,6 +13,7 @@ COMMANDS = {
     "demo": ("reasoner.commands.demo", "the built-in CPU demo: tiny model, SFT warm start, GRPO, eval"),
     "train": ("reasoner.commands.train", "GRPO training"),
     "sft": ("reasoner.commands.sft", "supervised fine-tuning (loss on response tokens)"),
+    "dpo": ("reasoner.commands.dpo", "preference optimisation from (prompt, chosen, rejected) pairs: DPO, IPO"),
     "eval": ("reasoner.commands.eval", "evaluate a model on benchmarks: pass@k, maj@k, lengths"),
     "distill": ("reasoner.commands.distill", "rejection-sampling distillation: verified teacher traces -> SFT data"),
     "pipeline": ("reasoner.commands.pipeline", "the R1 recipe from one YAML: SFT -> GRPO -> distill -> SFT -> eval"),
