@@ -40,7 +40,7 @@ def load_preference_rows(data: DataConfig, *, chosen_field: str = "chosen",
     from reasoner.data.datasets import _read_rows  # the row reader behind load_examples (file, hub, task)
 
     rows, origin = _read_rows(data)
-    out = []
+    out: list[dict[str, Any]] = []
     for index, row in rows:
         where = f"{origin}, {index}"
         if not isinstance(row, dict):
