@@ -8,6 +8,7 @@ Shapes: `N` sequences (prompts x group size, the G completions of a prompt conti
     apply_kl_to_rewards(rewards[N], kl[N,T], mask, beta) -> [N]             sequence_kl(kl, mask) -> [N]
     step_advantages(rewards[N], G, estimator=..., ...) -> StepAdvantages    (shaping, KL, estimator, filter)
     preference_loss(name, PairLogps([B] x 6), ...) -> (scalar, PreferenceStats)   PREFERENCE_LOSSES (DPO, IPO)
+    pair_indices(rewards[N], lengths[N], groups[N], rule=...) -> [K, 2]   (chosen, rejected) within prompts
     aggregate_loss(loss[N,T], mask[N,T], mode, ...) -> scalar              LOSS_AGGREGATIONS
     policy_loss(logprobs, old_logprobs, advantages, mask, ...) -> (scalar, PolicyLossStats)   POLICY_LOSSES
     token_logprobs(logits[N,T,V], token_ids[N,T], temperature) -> [N,T]
@@ -22,7 +23,14 @@ from reasoner.algorithms.entropy import entropy_from_logits, token_logprobs
 from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalty, sequence_kl
 from reasoner.algorithms.linear_logprobs import linear_token_logprobs
 from reasoner.algorithms.policy_loss import POLICY_LOSSES, PolicyLossStats, policy_loss
-from reasoner.algorithms.preference import PREFERENCE_LOSSES, PairLogps, PreferenceStats, preference_loss
+from reasoner.algorithms.preference import (
+    PAIR_RULES,
+    PREFERENCE_LOSSES,
+    PairLogps,
+    PreferenceStats,
+    pair_indices,
+    preference_loss,
+)
 from reasoner.algorithms.registry import Registry, UnknownNameError
 from reasoner.algorithms.shaping import overlong_penalty
 from reasoner.algorithms.step import StepAdvantages, step_advantages, zero_variance_keep
@@ -31,6 +39,7 @@ __all__ = [
     "ADVANTAGE_ESTIMATORS",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",
+    "PAIR_RULES",
     "POLICY_LOSSES",
     "PREFERENCE_LOSSES",
     "PairLogps",
@@ -46,6 +55,7 @@ __all__ = [
     "global_counts",
     "kl_penalty",
     "linear_token_logprobs",
+    "pair_indices",
     "overlong_penalty",
     "policy_loss",
     "preference_loss",

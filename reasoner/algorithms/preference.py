@@ -126,3 +126,58 @@ def preference_loss(name: str, pairs: PairLogps, *, num_pairs: float, options: M
                             logps_chosen=pairs.chosen.detach(), logps_rejected=pairs.rejected.detach(),
                             losses=losses.detach())
     return loss, stats
+
+
+PAIR_RULES = ("best_worst", "all", "short_long")
+
+
+def pair_indices(rewards: Tensor, lengths: Tensor, groups: Tensor, *, rule: str = "best_worst",
+                 max_pairs_per_group: int = 0, generator: torch.Generator | None = None) -> Tensor:
+    """Preference pairs among answers to the same prompt, as `[K, 2]` indices (chosen, rejected) into `[N]`.
+
+    Args:
+        rewards: `[N]` scores (a verifier total: for a binary grader, correct = 1).
+        lengths: `[N]` response tokens (tie-breaks; the `short_long` rule).
+        groups: `[N]` prompt ids (answers to one prompt share one; any order, ragged groups allowed).
+        rule: `best_worst` — the highest reward against the lowest (ties: the shorter chosen, the longer
+            rejected, then the lower index); `all` — every pair with a higher reward against a lower one
+            (for a binary grader every correct x incorrect); `short_long` — Kimi k1.5's long2short pairs: the
+            shortest of the best answers against the longest answer longer than it (correct or not).
+        max_pairs_per_group: > 0 keeps a random subset of that many pairs per group (`generator` seeds it).
+
+    A group with no contrast (all rewards equal; for `short_long`, no longer answer) gives no pair.
+    """
+    if rule not in PAIR_RULES:
+        raise ValueError(f"pair rule must be one of {', '.join(PAIR_RULES)}; got {rule!r}")
+    if not (rewards.shape == lengths.shape == groups.shape) or rewards.dim() != 1:
+        raise ValueError("pair_indices: rewards, lengths and groups must all be [N]")
+    out: list[Tensor] = []
+    for g in torch.unique(groups, sorted=True):
+        idx = torch.nonzero(groups == g).flatten()
+        pairs = _group_pairs(rewards[idx].double(), lengths[idx].long(), rule)
+        if max_pairs_per_group > 0 and len(pairs) > max_pairs_per_group:
+            keep = torch.randperm(len(pairs), generator=generator)[:max_pairs_per_group].sort().values
+            pairs = pairs[keep]
+        out.append(idx[pairs])
+    return torch.cat(out) if out else torch.zeros(0, 2, dtype=torch.long)
+
+
+def _group_pairs(r: Tensor, n: Tensor, rule: str) -> Tensor:
+    """`[k, 2]` local indices of one group's pairs (see `pair_indices`)."""
+    order = torch.arange(len(r))
+    if rule == "all":
+        chosen, rejected = torch.nonzero(r[:, None] > r[None, :], as_tuple=True)
+        return torch.stack([chosen, rejected], 1)
+    best = order[r == r.max()]
+    chosen = best[torch.argmin(n[best] * len(r) + best)]          # shortest best, lowest index on ties
+    if rule == "best_worst":
+        if r.max() == r.min():
+            return torch.zeros(0, 2, dtype=torch.long)
+        worst = order[r == r.min()]
+        rejected = worst[torch.argmax(n[worst] * len(r) - worst)]  # longest worst, lowest index on ties
+    else:
+        longer = order[n > n[chosen]]
+        if len(longer) == 0:
+            return torch.zeros(0, 2, dtype=torch.long)
+        rejected = longer[torch.argmax(n[longer] * len(r) - longer)]
+    return torch.tensor([[int(chosen), int(rejected)]])

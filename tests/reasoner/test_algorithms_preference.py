@@ -139,3 +139,28 @@ def test_reference_is_a_constant_and_shapes_are_checked():
     with pytest.raises(ValueError, match="valid names: ipo, sigmoid"):
         PREFERENCE_LOSSES.get("hinge")
     assert PREFERENCE_LOSSES.option_names("sigmoid") == ("beta", "label_smoothing", "dpop_lambda")
+
+
+def test_pair_rules_by_hand():
+    from reasoner.algorithms import pair_indices
+    # two prompts of four answers and one prompt with no contrast
+    rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
+    lengths = torch.tensor([30, 10, 20, 40, 5, 50, 60, 5, 7, 9])
+    groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
+    # best_worst: group 0 -> shortest correct (2, 20 tokens) vs longest wrong (3, 40); group 1 -> 5 vs 6
+    assert pair_indices(rewards, lengths, groups).tolist() == [[2, 3], [5, 6]]
+    # all: every correct x incorrect of groups 0 and 1 (2 x 2 + 1 x 3), none from group 2
+    everything = pair_indices(rewards, lengths, groups, rule="all").tolist()
+    assert sorted(everything) == [[0, 1], [0, 3], [2, 1], [2, 3], [5, 4], [5, 6], [5, 7]]
+    # short_long: the shortest best vs the longest longer answer: 2 (20) vs 3 (40); 5 (50) vs 6 (60); 8 vs 9
+    assert pair_indices(rewards, lengths, groups, rule="short_long").tolist() == [[2, 3], [5, 6], [8, 9]]
+    # a cap keeps a seeded subset per group
+    capped = pair_indices(rewards, lengths, groups, rule="all", max_pairs_per_group=1,
+                          generator=torch.Generator().manual_seed(0)).tolist()
+    assert len(capped) == 2 and all(p in everything for p in capped)
+    # groups in any order, ragged
+    perm = torch.tensor([9, 0, 4, 1, 5, 2, 6, 3, 7, 8])
+    shuffled = pair_indices(rewards[perm], lengths[perm], groups[perm]).tolist()
+    assert sorted([int(perm[c]), int(perm[r])] for c, r in shuffled) == [[2, 3], [5, 6]]
+    with pytest.raises(ValueError, match="best_worst, all, short_long"):
+        pair_indices(rewards, lengths, groups, rule="random")
