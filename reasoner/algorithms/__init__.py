@@ -9,6 +9,7 @@ Shapes: `N` sequences (prompts x group size, the G completions of a prompt conti
     step_advantages(rewards[N], G, estimator=..., ...) -> StepAdvantages    (shaping, KL, estimator, filter)
     preference_loss(name, PairLogps([B] x 6), ...) -> (scalar, PreferenceStats)   PREFERENCE_LOSSES (DPO, IPO)
     pair_indices(rewards[N], lengths[N], groups[N], rule=...) -> [K, 2]   (chosen, rejected) within prompts
+    GROUP_REWARDS[name](lengths[N], correct[N], G, **options) -> [N]   length_penalty (Kimi), cosine_length
     aggregate_loss(loss[N,T], mask[N,T], mode, ...) -> scalar              LOSS_AGGREGATIONS
     policy_loss(logprobs, old_logprobs, advantages, mask, ...) -> (scalar, PolicyLossStats)   POLICY_LOSSES
     token_logprobs(logits[N,T,V], token_ids[N,T], temperature) -> [N,T]
@@ -32,11 +33,12 @@ from reasoner.algorithms.preference import (
     preference_loss,
 )
 from reasoner.algorithms.registry import Registry, UnknownNameError
-from reasoner.algorithms.shaping import overlong_penalty
+from reasoner.algorithms.shaping import GROUP_REWARDS, overlong_penalty
 from reasoner.algorithms.step import StepAdvantages, step_advantages, zero_variance_keep
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
+    "GROUP_REWARDS",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",
     "PAIR_RULES",
