@@ -8,6 +8,7 @@ from reasoner.config import ConfigError
 from reasoner.data.datasets import DataConfig
 from reasoner.data.templates import PromptConfig
 from reasoner.models.loading import ModelConfig
+from reasoner.rollout.config import EngineConfig, SamplingConfig
 from reasoner.sft.config import LoraSettings
 from reasoner.training.backend import DistributedConfig
 from reasoner.training.config import PROMPT_RENAMES, OptimConfig
@@ -47,6 +48,33 @@ class PreferenceLossConfig:
                                   f"(its options: {', '.join(takes)})")
 
 
+def _online_sampling() -> SamplingConfig:
+    return SamplingConfig(protocol="none", n=8, temperature=1.0, top_p=1.0, max_new_tokens=256)
+
+
+@dataclass
+class OnlineConfig:
+    """On-policy DPO (`reasoner dpo --online`): each round samples `sampling.n` answers per prompt from the current
+    policy, scores them with `verifiers`, pairs them within prompts and takes `updates_per_round` optimizer steps
+    on the round's pairs; `data` then holds prompts with gold answers, and the reference is a frozen copy."""
+
+    enabled: bool = False
+    rounds: int = 20
+    prompts_per_round: int = 64
+    pair_rule: str = "best_worst"     # best_worst | all | short_long (reasoner.algorithms.pair_indices)
+    max_pairs_per_prompt: int = 1     # > 0: a seeded random subset per prompt; 0 -> every pair the rule gives
+    updates_per_round: int = 1        # optimizer steps per round, each over all of the round's pairs
+    drop_truncated: bool = True       # answers cut at sampling.max_new_tokens take part in no pair
+
+    def __post_init__(self):
+        from reasoner.algorithms import PAIR_RULES
+        if self.pair_rule not in PAIR_RULES:
+            raise ConfigError(f"online.pair_rule must be one of {', '.join(PAIR_RULES)}; got '{self.pair_rule}'")
+        for name in ("rounds", "prompts_per_round", "updates_per_round"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"online.{name} must be >= 1, got {getattr(self, name)}")
+
+
 @dataclass
 class DPOConfig:
     RENAMED: ClassVar[dict[str, str]] = PROMPT_RENAMES
@@ -73,6 +101,11 @@ class DPOConfig:
     keep_freed_memory: bool = True
     progress: bool = True
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
+    # on-policy DPO only (online.enabled): who samples, what, and how answers are graded
+    online: OnlineConfig = field(default_factory=OnlineConfig)
+    engine: EngineConfig = field(default_factory=EngineConfig)
+    sampling: SamplingConfig = field(default_factory=_online_sampling)   # sampling.n: answers per prompt
+    verifiers: dict[str, dict] = field(default_factory=lambda: {"math": {"weight": 1.0}})
 
     def __post_init__(self):
         if self.reference not in REFERENCES:

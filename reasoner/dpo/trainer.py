@@ -48,7 +48,11 @@ class DPOResult:
 
 
 def dpo(cfg: DPOConfig, rows: list[dict] | None = None) -> DPOResult:
-    """Trains `cfg.model` on the preference pairs `rows` (or `cfg.data`); returns where the model was saved."""
+    """Trains `cfg.model` on the preference pairs `rows` (or `cfg.data`); returns where the model was saved.
+    With `online.enabled`, on-policy DPO instead (`reasoner.dpo.online`: pairs sampled and graded each round)."""
+    if cfg.online.enabled:
+        from reasoner.dpo.online import online_dpo
+        return online_dpo(cfg)
     backend = start_run(cfg, out_dir=cfg.out_dir, distributed=cfg.distributed, seed=cfg.seed, threads=cfg.threads,
                         keep_freed=cfg.keep_freed_memory)
     if cfg.batch_size % backend.world_size:

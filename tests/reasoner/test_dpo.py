@@ -180,3 +180,40 @@ def test_lora_run_saves_a_merged_model(tmp_path, tiny_model_dir):
     merged = load_model(ModelConfig(path=str(result.final_model)))
     base = load_model(ModelConfig(path=str(tiny_model_dir)))
     assert any(not torch.equal(a, b) for a, b in zip(merged.parameters(), base.parameters()))
+
+
+def test_online_rounds_pair_within_prompts_and_learn(tmp_path, tiny_model_dir, dense_reward):
+    from reasoner.metrics.logger import read_metrics
+    cfg = _cfg(tmp_path / "on", tiny_model_dir, **{
+        "online.enabled": True, "online.rounds": 3, "online.prompts_per_round": 4, "online.updates_per_round": 2,
+        "sampling.n": 4, "sampling.max_new_tokens": 12, "data.num_examples": 16, "optim.lr": 3e-3,
+        "optim.warmup_steps": 0, "loss.beta": 0.5, "verifiers": "{digit_fraction: {weight: 1.0}}",
+        "online.drop_truncated": False})   # the untrained test model rarely stops by itself
+    result = dpo(cfg)
+    records = read_metrics(tmp_path / "on" / "metrics.jsonl")
+    assert [r["step"] for r in records] == [1, 2, 3] and records[-1]["answers_sampled"] == 48
+    assert all(0 <= r["pairs"] <= 4 for r in records)          # at most one pair per prompt (best vs worst)
+    trained = [r for r in records if r["pairs"]]
+    assert len(trained) == 3 and {"pass@1", "reward/mean", "length/mean"} <= set(records[0])
+    assert {"rewards/margin", "logps/chosen", "grad_norm"} <= set(trained[0])
+    # logged: the round's last update, which sees the margin the round's first update opened on the same pairs
+    assert records[0]["rewards/margin"] > 0 and records[0]["loss"] < 0.6931
+    assert result.steps == 6 and result.final_model.is_dir()
+
+
+def test_online_pairs_are_the_sampled_tokens(tokenizer):
+    from reasoner.dpo.online import round_pairs
+    from reasoner.rollout.base import Completion
+    from reasoner.training.batch import Rollouts
+    groups = [[Completion([5, 6, 7], [0.0] * 3, "stop"), Completion([8], [0.0], "stop"),
+               Completion([9, 9], [0.0] * 2, "length")],
+              [Completion([4], [0.0], "stop"), Completion([4, 4], [0.0] * 2, "stop"),
+               Completion([3], [0.0], "stop")]]
+    rollouts = Rollouts.from_groups([[1, 2], [1, 3]], groups, [{"id": "a"}, {"id": "b"}], tokenizer)
+    cfg = DPOConfig()
+    # prompt a: rewards 1, 0, (truncated, left out) -> (0 vs 1); prompt b: all equal -> no pair
+    pairs = round_pairs(rollouts, [1.0, 0.0, 5.0, 1.0, 1.0, 1.0], cfg, torch.Generator().manual_seed(0))
+    assert len(pairs) == 1
+    p = pairs[0]
+    assert p.chosen.input_ids == [1, 2, 5, 6, 7] and p.chosen.loss_mask == [0, 0, 1, 1, 1]
+    assert p.rejected.input_ids == [1, 2, 8] and p.rejected.loss_mask == [0, 0, 1]
