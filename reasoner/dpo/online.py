@@ -25,7 +25,7 @@ from reasoner.dpo.config import DPOConfig
 from reasoner.dpo.data import PairExample
 from reasoner.dpo.reference import Reference, precompute_reference
 from reasoner.dpo.scorer import SequenceLogps
-from reasoner.dpo.trainer import DPOResult, dpo_step, sequence_scorer
+from reasoner.dpo.step import DPOResult, dpo_step, sequence_scorer
 from reasoner.metrics.logger import MetricsLogger
 from reasoner.metrics.progress import progress_bar
 from reasoner.metrics.rollout_stats import rollout_metrics

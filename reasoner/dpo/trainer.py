@@ -15,19 +15,15 @@ from __future__ import annotations
 
 import math
 import time
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from reasoner.algorithms import PairLogps, preference_loss
 from reasoner.config import ConfigError
 from reasoner.dpo.config import DPOConfig
-from reasoner.dpo.data import PairExample, collate_pairs, load_preference_rows, tokenize_pairs
+from reasoner.dpo.data import PairExample, load_preference_rows, tokenize_pairs
 from reasoner.dpo.reference import Reference, load_or_precompute
 from reasoner.dpo.scorer import SequenceLogps
+from reasoner.dpo.step import DPOResult, dpo_step, sequence_scorer
 from reasoner.metrics.logger import MetricsLogger
 from reasoner.metrics.progress import progress_bar
 from reasoner.models import load_model, tokenizer_for
@@ -36,15 +32,6 @@ from reasoner.training.backend import Backend
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.prologue import start_run
 from reasoner.training.sampler import PromptSampler
-
-
-@dataclass
-class DPOResult:
-    out_dir: Path
-    final_model: Path
-    steps: int
-    final_loss: float
-    metrics: dict[str, float]
 
 
 def dpo(cfg: DPOConfig, rows: list[dict] | None = None) -> DPOResult:
@@ -105,11 +92,6 @@ def prepare_pairs(tokenizer, rows: list[dict] | None, cfg: DPOConfig) -> list[Pa
     return pairs
 
 
-def sequence_scorer(model: torch.nn.Module, cfg: DPOConfig, backend: Backend | None = None) -> SequenceLogps:
-    return SequenceLogps(model, fused_head=cfg.optim.fused_head,
-                         partitioned=bool(backend and backend.partitions_parameters))
-
-
 def build_reference(cfg: DPOConfig, backend: Backend, pairs: Sequence[PairExample], pad_id: int) -> Reference:
     """The reference as `cfg.reference` says: a precomputed table (by the policy before training, or by
     `ref_model`) or a frozen copy of `ref_model` / `model.path` (module docstring of `reference.py`)."""
@@ -125,32 +107,3 @@ def build_reference(cfg: DPOConfig, backend: Backend, pairs: Sequence[PairExampl
     if backend.is_main:
         print(f"[dpo] reference log-probs of {len(pairs)} pairs {'computed' if fresh else 'read from the store'}")
     return Reference(table=table)
-
-
-def dpo_step(backend: Backend, pairs: Sequence[PairExample], reference: Reference, cfg: DPOConfig,
-             pad_id: int) -> dict[str, float]:
-    """Forward/backward of this rank's `pairs` in micro-batches (no optimizer step); the batch's metrics."""
-    world = backend.world_size
-    num_pairs, num_tokens = backend.all_reduce_sum([len(pairs), sum(sum(p.chosen.loss_mask[1:]) for p in pairs)])
-    num_pairs, num_tokens = max(num_pairs, 1.0), max(num_tokens, 1.0)
-    micro = cfg.optim.micro_batch_size or len(pairs)
-    starts = list(range(0, len(pairs), micro))
-    sums: Counter = Counter()
-    loss_sum = 0.0
-    for i, start in enumerate(starts):
-        part = pairs[start:start + micro]
-        batch = collate_pairs(part, pad_id, packed=cfg.packing, max_length=cfg.max_length)
-        with backend.micro_batch(last=i == len(starts) - 1):
-            logps = backend.train_model(batch.to(backend.device), batch.num_sequences)
-            ref = reference.logps(part, batch, backend.device)
-            m, tokens = len(part), batch.tokens.to(backend.device)
-            loss, stats = preference_loss(
-                cfg.loss.name, PairLogps(logps[:m], logps[m:], ref[:m], ref[m:], tokens[:m], tokens[m:]),
-                num_pairs=num_pairs / world, options=vars(cfg.loss), sft_weight=cfg.loss.sft_weight,
-                num_chosen_tokens=num_tokens / world)
-            backend.backward(loss)
-        loss_sum += float(loss.detach())
-        sums.update(stats.sums())
-    keys = sorted(sums)
-    totals = backend.all_reduce_sum([loss_sum] + [sums[k] for k in keys])
-    return {"loss": totals[0] / world, "pairs": num_pairs, **{k: v / num_pairs for k, v in zip(keys, totals[1:])}}

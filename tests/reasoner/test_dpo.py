@@ -15,7 +15,7 @@ from reasoner.data.tasks import arithmetic
 from reasoner.dpo import DPOConfig, collate_pairs, dpo, load_preference_rows, tokenize_pairs
 from reasoner.dpo.reference import TABLE_FILE, Reference
 from reasoner.dpo.scorer import SequenceLogps
-from reasoner.dpo.trainer import dpo_step
+from reasoner.dpo.step import dpo_step
 from reasoner.models import ModelConfig, load_model
 from reasoner.training.backend import SingleProcess
 
