@@ -139,8 +139,8 @@ def pair_indices(rewards: Tensor, lengths: Tensor, groups: Tensor, *, rule: str 
         rewards: `[N]` scores (a verifier total: for a binary grader, correct = 1).
         lengths: `[N]` response tokens (tie-breaks; the `short_long` rule).
         groups: `[N]` prompt ids (answers to one prompt share one; any order, ragged groups allowed).
-        rule: `best_worst` — the highest reward against the lowest (ties: the shorter chosen, the longer
-            rejected, then the lower index); `all` — every pair with a higher reward against a lower one
+        rule: `best_worst` — the highest reward against the lowest (ties: the lowest index, i.e. a uniform
+            pick among i.i.d. samples, so the pairs carry no length bias); `all` — every pair with a higher reward against a lower one
             (for a binary grader every correct x incorrect); `short_long` — Kimi k1.5's long2short pairs: the
             shortest of the best answers against the longest answer longer than it (correct or not).
         max_pairs_per_group: > 0 keeps a random subset of that many pairs per group (`generator` seeds it).
@@ -169,13 +169,13 @@ def _group_pairs(r: Tensor, n: Tensor, rule: str) -> Tensor:
         chosen, rejected = torch.nonzero(r[:, None] > r[None, :], as_tuple=True)
         return torch.stack([chosen, rejected], 1)
     best = order[r == r.max()]
-    chosen = best[torch.argmin(n[best] * len(r) + best)]          # shortest best, lowest index on ties
     if rule == "best_worst":
         if r.max() == r.min():
             return torch.zeros(0, 2, dtype=torch.long)
-        worst = order[r == r.min()]
-        rejected = worst[torch.argmax(n[worst] * len(r) - worst)]  # longest worst, lowest index on ties
+        # ties: the lowest index, a uniform pick among i.i.d. samples (no bias towards short or long answers)
+        chosen, rejected = best[0], order[r == r.min()][0]
     else:
+        chosen = best[torch.argmin(n[best] * len(r) + best)]      # the shortest best, lowest index on ties
         longer = order[n > n[chosen]]
         if len(longer) == 0:
             return torch.zeros(0, 2, dtype=torch.long)

@@ -2,7 +2,7 @@
 
 Per prompt, over its graded samples (truncated ones dropped when `drop_truncated`, repeats when `dedup`), the
 pair rule of `reasoner.algorithms.pair_indices` on the samples' rewards and lengths: `best_worst` (a verified
-answer against a wrong one, the shortest verified and the longest wrong), `all` (every verified x wrong), or
+answer against a wrong one, the first of each by sample index: no length bias), `all` (every verified x wrong), or
 `short_long` (Kimi k1.5's long2short: the shortest verified answer against the longest longer one). A prompt whose
 samples are all right or all wrong has no contrast and gives no pair. Rows: `problem`, `chosen`, `rejected`, the
 gold `answer` and `provenance` (both samples' indices, rewards, lengths and verdicts).

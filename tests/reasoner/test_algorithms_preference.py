@@ -147,8 +147,8 @@ def test_pair_rules_by_hand():
     rewards = torch.tensor([1.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 1.0])
     lengths = torch.tensor([30, 10, 20, 40, 5, 50, 60, 5, 7, 9])
     groups = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 2, 2])
-    # best_worst: group 0 -> shortest correct (2, 20 tokens) vs longest wrong (3, 40); group 1 -> 5 vs 6
-    assert pair_indices(rewards, lengths, groups).tolist() == [[2, 3], [5, 6]]
+    # best_worst: the first best vs the first worst (no length preference): group 0 -> 0 vs 1; group 1 -> 5 vs 4
+    assert pair_indices(rewards, lengths, groups).tolist() == [[0, 1], [5, 4]]
     # all: every correct x incorrect of groups 0 and 1 (2 x 2 + 1 x 3), none from group 2
     everything = pair_indices(rewards, lengths, groups, rule="all").tolist()
     assert sorted(everything) == [[0, 1], [0, 3], [2, 1], [2, 3], [5, 4], [5, 6], [5, 7]]
@@ -161,6 +161,6 @@ def test_pair_rules_by_hand():
     # groups in any order, ragged
     perm = torch.tensor([9, 0, 4, 1, 5, 2, 6, 3, 7, 8])
     shuffled = pair_indices(rewards[perm], lengths[perm], groups[perm]).tolist()
-    assert sorted([int(perm[c]), int(perm[r])] for c, r in shuffled) == [[2, 3], [5, 6]]
+    assert sorted([int(perm[c]), int(perm[r])] for c, r in shuffled) == [[0, 1], [5, 4]]
     with pytest.raises(ValueError, match="best_worst, all, short_long"):
         pair_indices(rewards, lengths, groups, rule="random")
