@@ -98,7 +98,7 @@ def phase_offline(args, out: Path) -> dict:
 
 
 def phase_length(args, out: Path) -> dict:
-    steps = [f"steps={args.grpo_steps}", f"prompts_per_step={args.grpo_prompts}", "save_every=0"]
+    steps = [f"steps={args.grpo_steps}", f"prompts_per_step={args.grpo_prompts}", "save_every=0"]  # = online's
     base = grpo(out / "grpo", out, args.demo, *steps)
     pen = grpo(out / "grpo_length_penalty", out, args.demo, *steps,
                f"reward.verifiers={{math: {{weight: 1.0}}, length_penalty: {{weight: {args.length_weight}, "
@@ -114,7 +114,8 @@ def phase_prioritized(args, out: Path) -> dict:
     mix = ["data.task_options={terms: [3, 8]}", f"data.num_examples={args.mix_prompts}",
            f"steps={args.grpo_steps}", f"prompts_per_step={args.grpo_prompts}", f"save_every={args.save_every}",
            f"keep_checkpoints={args.grpo_steps}"]
-    hard = "{name: hard, source: arithmetic, split: test, num_examples: 200, task_options: {terms: [8]}}"
+    hard = (f"{{name: hard, source: arithmetic, split: test, num_examples: {args.hard_problems}, "
+            "task_options: {terms: [8]}}")
     summary: dict = {}
     for name in ("uniform", "prioritized"):
         run = out / name
@@ -134,7 +135,9 @@ def phase_prioritized(args, out: Path) -> dict:
 def phase_online(args, out: Path) -> dict:
     warm = args.demo / "cold_start" / "model"
     rounds, per_round = args.grpo_steps, args.grpo_prompts
-    base = grpo(out / "grpo", out, args.demo, f"steps={rounds}", f"prompts_per_step={per_round}", "save_every=0")
+    # the GRPO baseline is the length phase's (the same command: run either phase first)
+    base = grpo(args.out / "length" / "grpo", out, args.demo, f"steps={rounds}", f"prompts_per_step={per_round}",
+                "save_every=0")
     sh(reasoner("dpo", "--online", f"out_dir={out / 'online_dpo'}", f"model.path={warm}",
                 "data.source=arithmetic", "data.num_examples=20000", "prompt.template=chat",
                 "sampling.n=8", "sampling.temperature=1.0", "sampling.max_new_tokens=96",
@@ -144,7 +147,7 @@ def phase_online(args, out: Path) -> dict:
        "config.json")
     return {"answers_sampled_each": rounds * per_round * 8,
             "warm_start": evaluate(warm, out / "eval_warm", out),
-            "grpo": evaluate(base, out / "eval_grpo", out),
+            "grpo": evaluate(base, args.out / "length" / "eval_grpo", out),
             "online_dpo": evaluate(out / "online_dpo" / "model", out / "eval_online_dpo", out)}
 
 
@@ -205,6 +208,7 @@ def main() -> None:
     p.add_argument("--length-warmup", type=int, default=5)
     p.add_argument("--mix-prompts", type=int, default=256, help="prioritized: prompts in the easy + hard pool")
     p.add_argument("--save-every", type=int, default=10)
+    p.add_argument("--hard-problems", type=int, default=200, help="prioritized: held-out 8-term problems")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     if not (args.demo / "cold_start" / "model" / "config.json").exists():
