@@ -72,18 +72,20 @@ def read_metrics(path: Path) -> list[dict]:
 
 def phase_offline(args, out: Path) -> dict:
     warm = args.demo / "cold_start" / "model"
-    sh(reasoner("distill", "--pairs", "--teacher", str(warm), "--out", str(out / "pairs"),
+    pairs_dir = args.out / "offline" / "pairs"    # shared by every --tag: the warm start is sampled once
+    sh(reasoner("distill", "--pairs", "--teacher", str(warm), "--out", str(pairs_dir),
                 "data.source=arithmetic", "data.split=train", f"data.num_examples={args.prompts}", "data.seed=2",
                 "prompt.template=chat", "sampling.protocol=none", "sampling.n=8", "sampling.temperature=1.0",
                 "sampling.top_p=1.0", "sampling.max_new_tokens=96", "verifiers={math: {weight: 1.0}}",
-                "pair_rule=best_worst", "progress=false"), out, out / "pairs" / "pairs.jsonl")
-    pairs = out / "pairs" / "pairs.jsonl"
+                "pair_rule=best_worst", "progress=false"), out, pairs_dir / "pairs.jsonl")
+    pairs = pairs_dir / "pairs.jsonl"
     common = [f"model.path={warm}", f"data.source={pairs}", "prompt.template=chat", f"loss.beta={args.beta}",
               f"optim.lr={args.lr}", "optim.schedule=constant", "optim.warmup_steps=0", f"batch_size={args.batch}",
               f"epochs={args.epochs}", "max_length=256", "progress=false", f"seed={args.seed}"]
     runs = {"dpo": [], "dpo_positive": [f"loss.dpop_lambda={args.dpop_lambda}"]}
-    summary = {"warm_start": evaluate(warm, out / "eval_warm", out),
-               "pairs": json.loads((out / "pairs" / "pairs.stats.json").read_text())}
+    summary = {"warm_start": evaluate(warm, args.out / "offline" / "eval_warm", out),
+               "pairs": json.loads((pairs_dir / "pairs.stats.json").read_text()),
+               "settings": {"lr": args.lr, "beta": args.beta, "epochs": args.epochs, "dpop_lambda": args.dpop_lambda}}
     for name, extra in runs.items():
         sh(reasoner("dpo", f"out_dir={out / name}", *common, *extra), out, out / name / "model" / "config.json")
         records = read_metrics(out / name / "metrics.jsonl")
@@ -91,7 +93,7 @@ def phase_offline(args, out: Path) -> dict:
                          "logps_chosen": [r["logps/chosen"] for r in records],
                          "logps_rejected": [r["logps/rejected"] for r in records],
                          "reward_accuracy_last": records[-1]["rewards/accuracy"]}
-    _plot_curves(out / "plots" / "dpo_logps_chosen.png", "DPO steps", "mean log π(y_w) (chosen, summed)",
+    _plot_curves(out / "plots" / "dpo_logps_chosen.png", "DPO steps", "mean summed log-prob of the answers",
                  {f"{n} (chosen)": summary[n]["logps_chosen"] for n in runs}
                  | {f"{n} (rejected)": summary[n]["logps_rejected"] for n in runs})
     return summary
@@ -135,18 +137,18 @@ def phase_prioritized(args, out: Path) -> dict:
 def phase_online(args, out: Path) -> dict:
     warm = args.demo / "cold_start" / "model"
     rounds, per_round = args.grpo_steps, args.grpo_prompts
-    # the GRPO baseline is the length phase's (the same command: run either phase first)
-    base = grpo(args.out / "length" / "grpo", out, args.demo, f"steps={rounds}", f"prompts_per_step={per_round}",
-                "save_every=0")
     sh(reasoner("dpo", "--online", f"out_dir={out / 'online_dpo'}", f"model.path={warm}",
                 "data.source=arithmetic", "data.num_examples=20000", "prompt.template=chat",
                 "sampling.n=8", "sampling.temperature=1.0", "sampling.max_new_tokens=96",
                 f"online.rounds={rounds}", f"online.prompts_per_round={per_round}", "online.pair_rule=best_worst",
-                f"loss.beta={args.beta}", f"optim.lr={args.lr}", "optim.schedule=constant", "optim.warmup_steps=0",
-                "max_length=256", "progress=false", f"seed={args.seed}"), out, out / "online_dpo" / "model" /
-       "config.json")
+                f"loss.beta={args.beta}", f"optim.lr={args.lr}", f"loss.dpop_lambda={args.online_dpop_lambda}",
+                "optim.schedule=constant", "optim.warmup_steps=0", "max_length=256", "progress=false",
+                f"seed={args.seed}"), out, out / "online_dpo" / "model" / "config.json")
+    # the GRPO baseline is the length phase's (the same command; it runs here when that phase has not)
+    base = grpo(args.out / "length" / "grpo", out, args.demo, f"steps={rounds}", f"prompts_per_step={per_round}",
+                "save_every=0")
     return {"answers_sampled_each": rounds * per_round * 8,
-            "warm_start": evaluate(warm, out / "eval_warm", out),
+            "warm_start": evaluate(warm, args.out / "offline" / "eval_warm", out),
             "grpo": evaluate(base, args.out / "length" / "eval_grpo", out),
             "online_dpo": evaluate(out / "online_dpo" / "model", out / "eval_online_dpo", out)}
 
@@ -202,6 +204,7 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--epochs", type=float, default=2.0)
     p.add_argument("--dpop-lambda", type=float, default=5.0)
+    p.add_argument("--online-dpop-lambda", type=float, default=0.0)
     p.add_argument("--grpo-steps", type=int, default=40)
     p.add_argument("--grpo-prompts", type=int, default=32)
     p.add_argument("--length-weight", type=float, default=0.5)
@@ -210,10 +213,11 @@ def main() -> None:
     p.add_argument("--save-every", type=int, default=10)
     p.add_argument("--hard-problems", type=int, default=200, help="prioritized: held-out 8-term problems")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tag", default="", help="suffix of the phase folder (another setting of the same phase)")
     args = p.parse_args()
     if not (args.demo / "cold_start" / "model" / "config.json").exists():
         sys.exit(f"{args.demo} holds no warm-started model: run `reasoner demo --out {args.demo}` first")
-    out = args.out / args.phase
+    out = args.out / f"{args.phase}{args.tag}"
     summary = PHASES[args.phase](args, out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(json.dumps({k: v for k, v in summary.items() if not isinstance(v, list)}, indent=2)[:4000])
