@@ -101,12 +101,12 @@ def phase_offline(args, out: Path) -> dict:
 
 def phase_length(args, out: Path) -> dict:
     steps = [f"steps={args.grpo_steps}", f"prompts_per_step={args.grpo_prompts}", "save_every=0"]  # = online's
-    base = grpo(out / "grpo", out, args.demo, *steps)
+    base = grpo(args.out / "length" / "grpo", out, args.demo, *steps)   # shared by every --tag and by `online`
     pen = grpo(out / "grpo_length_penalty", out, args.demo, *steps,
                f"reward.verifiers={{math: {{weight: 1.0}}, length_penalty: {{weight: {args.length_weight}, "
                f"warmup_steps: {args.length_warmup}}}}}")
-    summary = {"warm_start": evaluate(args.demo / "cold_start" / "model", out / "eval_warm", out),
-               "grpo": evaluate(base, out / "eval_grpo", out),
+    summary = {"warm_start": evaluate(args.demo / "cold_start" / "model", args.out / "offline" / "eval_warm", out),
+               "grpo": evaluate(base, args.out / "length" / "eval_grpo", out),
                "grpo_length_penalty": evaluate(pen, out / "eval_grpo_length_penalty", out)}
     _plot_points(out / "plots" / "accuracy_vs_length.png", summary)
     return summary
