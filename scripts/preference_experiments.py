@@ -85,7 +85,8 @@ def phase_offline(args, out: Path) -> dict:
     runs = {"dpo": [], "dpo_positive": [f"loss.dpop_lambda={args.dpop_lambda}"]}
     summary = {"warm_start": evaluate(warm, args.out / "offline" / "eval_warm", out),
                "pairs": json.loads((pairs_dir / "pairs.stats.json").read_text()),
-               "settings": {"lr": args.lr, "beta": args.beta, "epochs": args.epochs, "dpop_lambda": args.dpop_lambda}}
+               "settings": {"lr": args.lr, "beta": args.beta, "epochs": args.epochs, "dpop_lambda": args.dpop_lambda},
+               "warm_pass_rates": _pass_rate_histogram(pairs_dir / "samples.jsonl")}
     for name, extra in runs.items():
         sh(reasoner("dpo", f"out_dir={out / name}", *common, *extra), out, out / name / "model" / "config.json")
         records = read_metrics(out / name / "metrics.jsonl")
@@ -99,6 +100,16 @@ def phase_offline(args, out: Path) -> dict:
     return summary
 
 
+def _pass_rate_histogram(samples: Path) -> dict[str, int]:
+    """How many sampled problems had each pass rate (correct samples / samples) under the warm start."""
+    from collections import Counter
+    per: dict[str, list[bool]] = {}
+    for r in read_metrics(samples):
+        if "prompt_id" in r:
+            per.setdefault(r["prompt_id"], []).append(bool(r["correct"]))
+    return dict(sorted(Counter(f"{sum(v)}/{len(v)}" for v in per.values()).items()))
+
+
 def phase_length(args, out: Path) -> dict:
     steps = [f"steps={args.grpo_steps}", f"prompts_per_step={args.grpo_prompts}", "save_every=0"]  # = online's
     base = grpo(args.out / "length" / "grpo", out, args.demo, *steps)   # shared by every --tag and by `online`
@@ -108,7 +119,12 @@ def phase_length(args, out: Path) -> dict:
     summary = {"warm_start": evaluate(args.demo / "cold_start" / "model", args.out / "offline" / "eval_warm", out),
                "grpo": evaluate(base, args.out / "length" / "eval_grpo", out),
                "grpo_length_penalty": evaluate(pen, out / "eval_grpo_length_penalty", out)}
-    _plot_points(out / "plots" / "accuracy_vs_length.png", summary)
+    points = dict(summary)
+    for other in sorted(args.out.glob("length*/summary.json")):   # every weight tried so far, on one plot
+        if other.parent != out:
+            points[f"length_penalty ({other.parent.name})"] = json.loads(other.read_text())["grpo_length_penalty"]
+    points[f"length_penalty ({out.name})"] = points.pop("grpo_length_penalty")
+    _plot_points(out / "plots" / "accuracy_vs_length.png", points)
     return summary
 
 
