@@ -101,7 +101,7 @@ def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
     cfg = load_config(TrainConfig, None, [
         f"model.path={model}", f"data.source={data}", f"out_dir={out}", f"steps={steps}",
         f"prompts_per_step={PROMPTS}", f"sampling.n={GROUP}", f"sampling.max_new_tokens={NEW_TOKENS}",
-        f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.tensorboard=false", "log.progress=false",
+        f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.report_to=[]", "log.progress=false",
         "log.plots=false", "log.sample_every=0",
         "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}, digits: {weight: 1.0}}",
         *REASONER_OVERRIDES])

@@ -213,15 +213,21 @@ def run_case(system: str, workload_name: str, model: Path, args, **extra) -> dic
     cmd = [sys.executable, __file__, "--child", system, "--workload", workload_name, "--model", str(model),
            "--steps", str(args.steps), "--threads", str(args.threads), "--max-tokens", str(args.max_tokens)]
     cmd += [f"--{k.replace('_', '-')}" for k, v in extra.items() if v]
+    limit = int(args.memory_limit_gb * 2**30)
+
+    def cap_memory() -> None:  # a peer that runs out of memory fails alone, not the machine (RLIMIT_DATA: heap + mmap)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **CHILD_ENV})
+                            env={**os.environ, **CHILD_ENV}, preexec_fn=cap_memory if limit > 0 else None)
     _, status, usage = os.wait4(proc.pid, 0)
     out, err = proc.stdout.read(), proc.stderr.read()
     peak = usage.ru_maxrss * 1024
     code = os.waitstatus_to_exitcode(status)
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if code != 0 or line is None:
-        oom = code in (-9, 137) or "out of memory" in err.lower() or "MemoryError" in err
+        oom = (code in (-9, 137) or "out of memory" in err.lower() or "MemoryError" in err
+               or "can't allocate memory" in err)
         return {"system": system, "workload": workload_name, "error": "out of memory" if oom else
                 f"rc {code}: {err.strip().splitlines()[-1] if err.strip() else ''}", "peak": peak, **extra}
     result = json.loads(line[len("RESULT "):])
@@ -288,6 +294,8 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--max-tokens", type=int, default=0, help="reasoner's optim.max_tokens_per_micro_batch")
     p.add_argument("--model-dir", default=os.path.join(tempfile.gettempdir(), "reasoner_bench_long_model"))
+    p.add_argument("--memory-limit-gb", type=float, default=16.0,
+                   help="cap each case's data memory (RLIMIT_DATA); a case over it is reported as out of memory")
     p.add_argument("--plot", help="write the scaling curves (memory and time vs answer length) to this PNG")
     p.add_argument("--json", help="write every result to this file")
     p.add_argument("--generation", action="store_true", help="measure the decode loop instead (tokens/s)")

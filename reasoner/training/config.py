@@ -14,6 +14,7 @@ from typing import ClassVar
 from reasoner.config import ConfigError
 from reasoner.data.datasets import DataConfig
 from reasoner.data.templates import PromptConfig
+from reasoner.metrics.sinks import SINKS
 from reasoner.models.loading import ModelConfig
 from reasoner.rollout.config import EngineConfig, SamplingConfig
 from reasoner.training.backend import DistributedConfig
@@ -88,12 +89,29 @@ class RewardConfig:
 
 
 @dataclass
-class LogConfig:
-    tensorboard: bool = True
+class RunLogConfig:
+    """What every training stage logs the same way (GRPO's and SFT's `log:` sections)."""
+
+    # mirrors of metrics.jsonl (always written): tensorboard | wandb | mlflow (optional extras; offline-safe)
+    report_to: list[str] = field(default_factory=lambda: ["tensorboard"])
+    project: str = "reasoner"                  # wandb project / mlflow experiment
+    run_name: str | None = None                # null -> the out_dir's folder name
+    progress: bool = True
+    plots: bool = True                         # plots/*.png and their place in report.md
+
+    def __post_init__(self):
+        unknown = [name for name in self.report_to if name not in SINKS]
+        if unknown:
+            raise ConfigError(f"log.report_to: unknown sink {unknown[0]!r}; valid: {', '.join(SINKS)}")
+
+
+@dataclass
+class LogConfig(RunLogConfig):
     sample_every: int = 10                     # log sample completions every N steps (0 -> never)
     num_samples: int = 4
-    progress: bool = True
-    plots: bool = True
+
+
+LOG_RENAMES = {"log.tensorboard": "log.report_to"}  # `log.report_to=[]` turns TensorBoard off
 
 
 @dataclass
@@ -120,7 +138,7 @@ def train_sampling() -> SamplingConfig:
 
 @dataclass
 class TrainConfig:
-    RENAMED: ClassVar[dict[str, str]] = {**ROLLOUT_RENAMES, **PROMPT_RENAMES}
+    RENAMED: ClassVar[dict[str, str]] = {**ROLLOUT_RENAMES, **PROMPT_RENAMES, **LOG_RENAMES}
 
     model: ModelConfig = field(default_factory=ModelConfig)
     ref_model: str | None = None               # reference model path; null -> the initial policy (model.path)

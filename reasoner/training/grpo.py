@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from reasoner.algorithms import kl_penalty, sequence_kl, step_advantages
+from reasoner.config import to_dict
 from reasoner.data import build_prompts, load_examples
 from reasoner.data.templates import Prompt
 from reasoner.metrics.logger import MetricsLogger, read_metrics
@@ -30,6 +31,7 @@ from reasoner.metrics.plots import plot_run
 from reasoner.metrics.progress import progress_bar
 from reasoner.metrics.report import write_report
 from reasoner.metrics.rollout_stats import rollout_metrics
+from reasoner.metrics.sinks import check_sinks
 from reasoner.models import load_model, tokenizer_for
 from reasoner.rollout import RolloutEngine, SamplingParams, check_engine, make_engine
 from reasoner.training.backend import Backend
@@ -152,6 +154,7 @@ def setup(cfg: TrainConfig) -> Trainer:
     ckpt = latest_checkpoint(out) if cfg.resume else None
     # Everything that can be checked without a model is checked first: an error costs seconds, not a model load.
     check_engine(cfg.engine)
+    check_sinks(cfg.log.report_to)
     reward_spec = reward_spec_for(cfg.reward.verifiers, "reward.verifiers")
     tokenizer = tokenizer_for(cfg.model)
     sampling = cfg.sampling.params_for(tokenizer)
@@ -172,7 +175,8 @@ def setup(cfg: TrainConfig) -> Trainer:
         prompts=prompts,
         sampler=PromptSampler(len(prompts), cfg.seed),
         update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank), sampling=sampling,
-        logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard, enabled=backend.is_main),
+        logger=MetricsLogger(out, report_to=cfg.log.report_to, enabled=backend.is_main, project=cfg.log.project,
+                             run_name=cfg.log.run_name, config=to_dict(cfg)),
         probe=_make_probe(cfg, engine, prompts, sampling, tokenizer),
     )
     if ckpt is not None:

@@ -14,7 +14,7 @@ BUDGETS = [
     "cold_start.data.num_examples=32", "cold_start.max_steps=2", "cold_start.batch_size=8",
     "cold_start.progress=false",
     "grpo.data.num_examples=32", "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.sampling.n=2",
-    "grpo.sampling.max_new_tokens=12", "grpo.log={tensorboard: false, progress: false, plots: false}",
+    "grpo.sampling.max_new_tokens=12", "grpo.log={report_to: [], progress: false, plots: false}",
     "distill.data.num_examples=4", "distill.sampling.n=2", "distill.sampling.max_new_tokens=12",
     "distill.accept=all", "distill.drop_truncated=false", "distill.progress=false",  # a random model solves nothing
     "student.max_steps=2", "student.batch_size=4", "student.row_format=prompt_response", "student.progress=false",
