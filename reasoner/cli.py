@@ -17,6 +17,7 @@ COMMANDS = {
     "distill": ("reasoner.commands.distill", "rejection-sampling distillation: verified teacher traces -> SFT data"),
     "pipeline": ("reasoner.commands.pipeline", "the R1 recipe from one YAML: SFT -> GRPO -> distill -> SFT -> eval"),
     "serve": ("reasoner.commands.serve", "a vLLM rollout server that trainers push weights to"),
+    "push": ("reasoner.commands.push", "upload a saved model and its model card to the Hugging Face Hub"),
 }
 
 

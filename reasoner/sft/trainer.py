@@ -22,6 +22,7 @@ from reasoner.metrics.plots import SFT_FIGURES, plot_run
 from reasoner.metrics.progress import progress_bar
 from reasoner.metrics.report import SFT_HEADLINE, write_report
 from reasoner.models import load_model, tokenizer_for
+from reasoner.models.card import ModelCard, card_metrics, write_model_card
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, load_sft_rows, pack_examples, tokenize_examples
 from reasoner.sft.loss import SFTLoss, as_sft_loss
@@ -89,11 +90,12 @@ def finish_report(cfg: SFTConfig, steps: int, num_examples: int) -> None:
     out = Path(cfg.out_dir)
     records = read_metrics(out / "metrics.jsonl")
     plots = plot_run(records, out / "plots", figures=SFT_FIGURES) if cfg.log.plots and records else []
+    summary = {"data": cfg.data.source, "examples": num_examples, "steps": steps, "batch size": cfg.batch_size,
+               "lr": cfg.optim.lr, "packing": cfg.packing, "lora": cfg.lora.enabled}
     write_report(out / "report.md", title=f"SFT run: {out.name}", records=records, plots=plots,
-                 headline=SFT_HEADLINE,
-                 summary={"model": cfg.model.path, "data": cfg.data.source, "examples": num_examples, "steps": steps,
-                          "batch size": cfg.batch_size, "lr": cfg.optim.lr, "packing": cfg.packing,
-                          "lora": cfg.lora.enabled})
+                 headline=SFT_HEADLINE, summary={"model": cfg.model.path, **summary})
+    write_model_card(out / "model", ModelCard(stage="sft", base_model=cfg.model.path, summary=summary,
+                                              metrics=card_metrics(records, ["loss"])))
 
 
 def prepare_examples(tokenizer, rows: list[dict] | None, cfg: SFTConfig) -> list[SFTExample]:

@@ -33,6 +33,7 @@ from reasoner.metrics.report import write_report
 from reasoner.metrics.rollout_stats import rollout_metrics
 from reasoner.metrics.sinks import check_sinks
 from reasoner.models import load_model, tokenizer_for
+from reasoner.models.card import ModelCard, card_metrics, write_model_card
 from reasoner.rollout import RolloutEngine, SamplingParams, check_engine, make_engine
 from reasoner.training.backend import Backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
@@ -140,6 +141,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     records = read_metrics(out / "metrics.jsonl")
     if trainer.backend.is_main:
         finish_report(cfg, records)
+        write_model_card(final, grpo_card(cfg, records))
     trainer.backend.close()  # only on success: after a failure on one rank a final barrier would wait in vain
     return TrainResult(out_dir=out, final_model=final, steps=trainer.state.step, metrics=records)
 
@@ -346,6 +348,15 @@ def finish_report(cfg: TrainConfig, records: list[dict]) -> None:
                  summary={"model": cfg.model.path, "data": cfg.data.source, "steps": len(records),
                           "group size": cfg.sampling.group_size, "prompts/step": cfg.prompts_per_step,
                           "advantage": cfg.algorithm.advantage, "loss_agg": cfg.algorithm.loss_agg})
+
+
+def grpo_card(cfg: TrainConfig, records: list[dict]) -> ModelCard:
+    return ModelCard(stage="grpo", base_model=cfg.model.path,
+                     summary={"data": cfg.data.source, "steps": len(records), "group size": cfg.sampling.group_size,
+                              "prompts per step": cfg.prompts_per_step, "advantage": cfg.algorithm.advantage,
+                              "policy loss": cfg.algorithm.policy_loss, "kl_beta": cfg.algorithm.kl_beta,
+                              "lr": cfg.optim.lr, "rewards": ", ".join(cfg.reward.verifiers)},
+                     metrics=card_metrics(records, ["reward/mean", "pass@1", "length/mean"]))
 
 
 class _Timer:

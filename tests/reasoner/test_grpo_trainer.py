@@ -84,6 +84,7 @@ def test_train_end_to_end_writes_metrics_checkpoints_model_and_report(tiny_model
         assert key in records[0], key
     assert 0.0 <= records[0]["pass@1"] <= records[0]["pass@G"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "report.md").exists()
+    assert "pass@1" in (result.final_model / "README.md").read_text()  # the model card
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"reward.png", "pass_at_k.png",
                                                                         "lengths.png"}
     assert list((tmp_path / "run" / "tensorboard").iterdir())

@@ -148,6 +148,8 @@ def test_sft_learns_and_saves_a_loadable_model(tmp_path, tiny_model_dir):
     assert {p.name for p in (tmp_path / "sft" / "plots").iterdir()} == {"loss.png", "grad_norm.png", "lr.png"}
     report = (tmp_path / "sft" / "report.md").read_text()
     assert "| loss |" in report and "![loss](plots/loss.png)" in report
+    card = (result.final_model / "README.md").read_text()
+    assert "by `reasoner sft`" in card and "| loss |" in card
 
 
 def test_lora_trains_adapters_only_and_saves_the_merged_model(tmp_path, tiny_model_dir):
