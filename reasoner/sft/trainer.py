@@ -123,7 +123,7 @@ def wrap_lora(model, cfg: SFTConfig):
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
-        raise ImportError("lora.enabled needs the `peft` package (pip install 'reasoner[lora]')") from e
+        raise ImportError("lora.enabled needs the `peft` package (pip install 'reasoner-rl[lora]')") from e
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, lora)

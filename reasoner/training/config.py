@@ -84,7 +84,7 @@ class OptimConfig:
 
 @dataclass
 class RewardConfig:
-    # verifier name -> {"weight": w, **options}; see verifiers.RewardSpec.from_config
+    # verifier name -> {"weight": w, **options}; see reasoner_verifiers.RewardSpec.from_config
     verifiers: dict[str, dict] = field(default_factory=lambda: {"math": {"weight": 1.0}, "format": {"weight": 0.1}})
 
 

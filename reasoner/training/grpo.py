@@ -60,7 +60,7 @@ from reasoner.training.sync_check import (
     is_enabled,
 )
 from reasoner.training.update import needs_old_logprobs, update_policy
-from verifiers import RewardSpec
+from reasoner_verifiers import RewardSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -5,7 +5,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from reasoner.config import ConfigError
-from verifiers import RewardSpec
+from reasoner_verifiers import RewardSpec
 
 
 def reward_spec_for(config: Mapping[str, Mapping[str, Any] | None], where: str) -> RewardSpec:
