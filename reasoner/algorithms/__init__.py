@@ -17,15 +17,15 @@ Shapes: `N` sequences (prompts x group size, the G completions of a prompt conti
 GRPO, DAPO and Dr. GRPO are then configurations, e.g. DAPO = grpo advantages + clip_high=0.28 + token-mean;
 Dr. GRPO = dr_grpo advantages + seq-mean-token-sum-norm.
 """
+from reasoner.algorithms import reweighted_losses, sequence_losses  # noqa: F401  (they register their losses)
 from reasoner.algorithms.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
 from reasoner.algorithms.aggregation import LOSS_AGGREGATIONS, aggregate_loss, global_counts
 from reasoner.algorithms.entropy import entropy_from_logits, token_logprobs
 from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalty, sequence_kl
 from reasoner.algorithms.linear_logprobs import linear_token_logprobs
 from reasoner.algorithms.policy_loss import POLICY_LOSSES, PolicyLossStats, policy_loss
-from reasoner.algorithms import reweighted_losses, sequence_losses  # noqa: F401  (they register their losses)
-from reasoner.algorithms.rollout_correction import RolloutCorrection, rollout_correction
 from reasoner.algorithms.registry import Registry, UnknownNameError
+from reasoner.algorithms.rollout_correction import RolloutCorrection, rollout_correction
 from reasoner.algorithms.shaping import overlong_penalty
 from reasoner.algorithms.step import StepAdvantages, step_advantages, zero_variance_keep
 

@@ -164,7 +164,8 @@ def mismatch_totals(old_logprobs: Tensor, engine_logprobs: Tensor, mask: Tensor,
     return dict(zip(keys_s, values[:len(keys_s)])), dict(zip(keys_m, values[len(keys_s):]))
 
 
-def mismatch_metrics(sums: dict[str, float], maxima: dict[str, float], prefix: str = "rollout_corr/") -> dict[str, float]:
+def mismatch_metrics(sums: dict[str, float], maxima: dict[str, float],
+                     prefix: str = "rollout_corr/") -> dict[str, float]:
     """Means from `mismatch_totals`' sums (over every rank's tokens / sequences) and the maxima, named for logs."""
     tokens, seqs = max(sums["tokens"], 1.0), max(sums["seqs"], 1.0)
     out = {"log_ratio_mean": sums["log_ratio"] / tokens, "log_ratio_abs_max": maxima["log_ratio_abs_max"],

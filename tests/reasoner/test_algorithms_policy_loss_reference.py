@@ -238,8 +238,8 @@ def check(name: str, options: dict, reference, seed: int, token_advantages: bool
         (ours_grad,) = torch.autograd.grad(ours, lp)
         ref = reference_aggregate(reference(ref_lp, old, adv, mask, weights).expand(n, t), mask, mode)
         (ref_grad,) = torch.autograd.grad(ref, ref_lp)
-        torch.testing.assert_close(ours, ref.detach(), **TOL, msg=lambda m: f"{mode}: {m}")
-        torch.testing.assert_close(ours_grad, ref_grad, **TOL, msg=lambda m: f"{mode} gradient: {m}")
+        torch.testing.assert_close(ours, ref.detach(), **TOL, msg=lambda m, mode=mode: f"{mode}: {m}")
+        torch.testing.assert_close(ours_grad, ref_grad, **TOL, msg=lambda m, mode=mode: f"{mode} gradient: {m}")
         assert ref_grad.abs().sum() > 0
 
 
