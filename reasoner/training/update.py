@@ -100,11 +100,12 @@ def correct_rollout(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig) 
     """`batch` with its importance weights set and its rejected tokens masked out, and the step's mismatch
     statistics over every rank."""
     assert batch.old_logprobs is not None  # needs_old_logprobs
-    level, is_max = ("token", algo.tis_cap) if algo.tis_cap is not None else (algo.rollout_is, algo.rollout_is_max)
+    tis = algo.tis_cap is not None  # shorthand: token-level truncation at the cap
     correction = rollout_correction(
-        batch.old_logprobs, batch.engine_logprobs, batch.response_mask, is_level=level, is_mode=algo.rollout_is_mode,
-        is_min=algo.rollout_is_min, is_max=is_max, rs_level=algo.rollout_rs, rs_min=algo.rollout_rs_min,
-        rs_max=algo.rollout_rs_max)
+        batch.old_logprobs, batch.engine_logprobs, batch.response_mask,
+        is_level="token" if tis else algo.rollout_is, is_mode="truncate" if tis else algo.rollout_is_mode,
+        is_min=None if tis else algo.rollout_is_min, is_max=algo.tis_cap if tis else algo.rollout_is_max,
+        rs_level=algo.rollout_rs, rs_min=algo.rollout_rs_min, rs_max=algo.rollout_rs_max)
     sums, maxima = mismatch_totals(batch.old_logprobs, batch.engine_logprobs, batch.response_mask, correction)
     if backend.world_size > 1:
         keys = sorted(sums)
