@@ -363,3 +363,23 @@ def test_gspo_sequence_gradient_flows_through_the_mean():
     loss.backward()
     # GSPO-token: token t's gradient is s * w_t / 2: [-1, 0]
     assert_close(logprobs.grad, torch.tensor([[-1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_on_policy_every_loss_has_reinforces_gradient(loss_agg):
+    """At r = 1 (one pass over one minibatch: old = current) every registered loss has the gradient of
+    -A log pi per token, aggregated alike: the losses differ in the update only once the policy has moved."""
+    gen = torch.Generator().manual_seed(3)
+    logprobs = -torch.rand(6, 9, generator=gen, dtype=torch.float64)
+    adv = torch.randn(6, generator=gen, dtype=torch.float64)
+    mask = (torch.arange(9) < torch.tensor([9, 4, 1, 7, 0, 3]).unsqueeze(1)).double()
+    grads = {}
+    for name in POLICY_LOSSES.names():
+        lp = logprobs.clone().requires_grad_(True)
+        loss, _ = policy_loss(lp, lp.detach(), adv, mask, name=name, loss_agg=loss_agg)
+        (grads[name],) = torch.autograd.grad(loss, lp)
+    lp = logprobs.clone().requires_grad_(True)
+    reinforce = aggregate_loss(-adv.unsqueeze(1) * lp, mask, loss_agg)
+    (expected,) = torch.autograd.grad(reinforce, lp)
+    for name, grad in grads.items():
+        assert_close(grad, expected, msg=name)
