@@ -81,7 +81,8 @@ def policy_loss(
         mask: `[N, T]` 1.0 on real response tokens.
         name: one of `POLICY_LOSSES.names()`.
         loss_agg, num_tokens, num_seqs, norm_length: see `aggregate_loss`.
-        is_weights: `[N, T]` truncated importance-sampling weights multiplying the per-token loss (detached).
+        is_weights: `[N, T]` rollout-correction weights multiplying the per-token loss (detached; see
+            `rollout_correction`).
         **options: the loss's own hyperparameters (its keyword-only parameters), e.g. for the clipped losses
             `clip_low` / `clip_high` (the ratio is clipped to `[1 - clip_low, 1 + clip_high]`; `clip_high=None`
             means `clip_low`, DAPO's clip-higher uses 0.2 / 0.28) and `dual_clip` (`c > 1` caps the loss of
