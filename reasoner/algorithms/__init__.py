@@ -9,12 +9,15 @@ Shapes: `N` sequences (prompts x group size, the G completions of a prompt conti
     step_advantages(rewards[N], G, estimator=..., ...) -> StepAdvantages    (shaping, KL, estimator, filter)
     aggregate_loss(loss[N,T], mask[N,T], mode, ...) -> scalar              LOSS_AGGREGATIONS
     policy_loss(logprobs, old_logprobs, advantages, mask, ...) -> (scalar, PolicyLossStats)   POLICY_LOSSES
+        (ppo_clip; gspo, gspo_token, gmpo in sequence_losses; cispo, sapo in reweighted_losses)
+    rollout_correction(old_logprobs[N,T], engine_logprobs[N,T], mask, ...) -> RolloutCorrection
     token_logprobs(logits[N,T,V], token_ids[N,T], temperature) -> [N,T]
     entropy_from_logits(logits[N,T,V]) -> [N,T]
 
 GRPO, DAPO and Dr. GRPO are then configurations, e.g. DAPO = grpo advantages + clip_high=0.28 + token-mean;
 Dr. GRPO = dr_grpo advantages + seq-mean-token-sum-norm.
 """
+from reasoner.algorithms import reweighted_losses, sequence_losses  # noqa: F401  (they register their losses)
 from reasoner.algorithms.advantages import ADVANTAGE_ESTIMATORS, compute_advantages
 from reasoner.algorithms.aggregation import LOSS_AGGREGATIONS, aggregate_loss, global_counts
 from reasoner.algorithms.entropy import entropy_from_logits, token_logprobs
@@ -22,6 +25,7 @@ from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalt
 from reasoner.algorithms.linear_logprobs import linear_token_logprobs
 from reasoner.algorithms.policy_loss import POLICY_LOSSES, PolicyLossStats, policy_loss
 from reasoner.algorithms.registry import Registry, UnknownNameError
+from reasoner.algorithms.rollout_correction import RolloutCorrection, rollout_correction
 from reasoner.algorithms.shaping import overlong_penalty
 from reasoner.algorithms.step import StepAdvantages, step_advantages, zero_variance_keep
 
@@ -32,6 +36,7 @@ __all__ = [
     "POLICY_LOSSES",
     "PolicyLossStats",
     "Registry",
+    "RolloutCorrection",
     "StepAdvantages",
     "UnknownNameError",
     "aggregate_loss",
@@ -43,6 +48,7 @@ __all__ = [
     "linear_token_logprobs",
     "overlong_penalty",
     "policy_loss",
+    "rollout_correction",
     "sequence_kl",
     "step_advantages",
     "token_logprobs",

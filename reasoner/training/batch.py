@@ -60,6 +60,7 @@ class TrainBatch:
     engine_logprobs: torch.Tensor        # [N, T] float, sampling log-probs reported by the engine
     old_logprobs: torch.Tensor | None = None   # [N, T] policy before this step's updates (when μ>1 or minibatches>1)
     ref_logprobs: torch.Tensor | None = None   # [N, T] reference policy (when kl_beta > 0)
+    is_weights: torch.Tensor | None = None     # [N, T] rollout-correction weights (set by the update when on)
     row_padding: torch.Tensor | None = None    # [N] bool: rows added only to even out ranks (no loss, not counted)
     group_size: int = 1                  # rows come in whole groups of this size sharing a prompt (1: unknown)
 
@@ -105,7 +106,7 @@ class TrainBatch:
             self, input_ids=cut(self.input_ids, False), attention_mask=cut(self.attention_mask, False),
             position_ids=cut(self.position_ids, False), response_mask=cut(self.response_mask, True),
             engine_logprobs=cut(self.engine_logprobs, True), old_logprobs=cut(self.old_logprobs, True),
-            ref_logprobs=cut(self.ref_logprobs, True),
+            ref_logprobs=cut(self.ref_logprobs, True), is_weights=cut(self.is_weights, True),
         )
 
 

@@ -50,7 +50,18 @@ class AlgorithmConfig:
     mask_truncated: bool = False               # DAPO overlong filtering: no loss on truncated completions
     overlong_buffer: int = 0                   # DAPO overlong reward shaping: L_cache tokens; 0 -> off
     overlong_penalty: float = 1.0              # penalty at the length limit
-    tis_cap: float | None = None               # truncated importance sampling: weight min(π_train/π_engine, cap)
+    tis_cap: float | None = None               # shorthand for rollout_is: token, rollout_is_max: <cap> (truncate)
+    sapo_tau_pos: float = 1.0                  # policy_loss sapo: gate temperature where A > 0
+    sapo_tau_neg: float = 1.05                 # policy_loss sapo: gate temperature where A <= 0
+    # Rollout correction between the trainer's π_old and the engine's log-probs (reasoner/algorithms/
+    # rollout_correction.py); levels: token | sequence (product) | geometric (mean of logs); null -> off.
+    rollout_is: str | None = None              # importance weights on the per-token loss at this level
+    rollout_is_mode: str = "truncate"          # truncate: clamp to [rollout_is_min, rollout_is_max]; mask: 0 outside
+    rollout_is_min: float | None = None
+    rollout_is_max: float | None = 2.0
+    rollout_rs: str | None = None              # rejection: drop tokens / sequences whose ratio is out of bounds
+    rollout_rs_min: float | None = None        # null -> 1 / rollout_rs_max
+    rollout_rs_max: float | None = None        # required with rollout_rs
 
     def __post_init__(self):
         from reasoner.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
@@ -61,6 +72,22 @@ class AlgorithmConfig:
                                   f"{', '.join(registry.names())}")
         if self.ppo_epochs < 1 or self.minibatches < 1:
             raise ConfigError("algorithm.ppo_epochs and algorithm.minibatches must be >= 1")
+        self._check_policy_options()
+
+    def _check_policy_options(self) -> None:
+        from reasoner.algorithms.rollout_correction import check_options
+        if self.sapo_tau_pos <= 0 or self.sapo_tau_neg <= 0:
+            raise ConfigError("algorithm.sapo_tau_pos and algorithm.sapo_tau_neg must be > 0")
+        if self.tis_cap is not None:
+            if self.rollout_is is not None:
+                raise ConfigError("algorithm.tis_cap is shorthand for rollout_is: token, rollout_is_max: <cap>; "
+                                  "set one of them")
+            if not self.tis_cap > 0:
+                raise ConfigError(f"algorithm.tis_cap must be > 0, got {self.tis_cap}")
+        problem = check_options(self.rollout_is, self.rollout_is_mode, self.rollout_is_min, self.rollout_is_max,
+                                self.rollout_rs, self.rollout_rs_min, self.rollout_rs_max)
+        if problem:
+            raise ConfigError(f"algorithm.{problem}")
 
 
 @dataclass

@@ -49,6 +49,6 @@ def test_package_exports_every_family():
     assert set(algorithms.LOSS_AGGREGATIONS.names()) == {
         "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"
     }
-    assert set(algorithms.POLICY_LOSSES.names()) == {"ppo_clip", "gspo"}
+    assert set(algorithms.POLICY_LOSSES.names()) == {"ppo_clip", "gspo", "gspo_token", "gmpo", "cispo", "sapo"}
     for name in algorithms.__all__:
         assert hasattr(algorithms, name), name
