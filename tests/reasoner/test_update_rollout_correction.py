@@ -102,7 +102,7 @@ def test_tis_cap_is_token_level_truncation(tiny_model_dir):
 def _config(model_dir, out_dir, reward: str, **overrides) -> TrainConfig:
     base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.source=arithmetic", "data.num_examples=32",
             "sampling.n=4", "sampling.max_new_tokens=12", "prompts_per_step=3", "steps=1", "optim.lr=1e-3",
-            "log.tensorboard=false", "log.progress=false", "log.plots=false", "log.sample_every=0",
+            "log.report_to=[]", "log.progress=false", "log.plots=false", "log.sample_every=0",
             f"reward.verifiers={reward}"]
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
 
