@@ -101,6 +101,8 @@ def child_reasoner(args) -> dict:
     torch.set_num_threads(args.threads)
     prompts, answers = workload(args.workload)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="sdpa")
+    if args.gradient_checkpointing:  # model.gradient_checkpointing: true (the packed path stays exact under it)
+        model.gradient_checkpointing_enable()
     model.train()
     ro = Rollouts(prompt_ids=prompts, completions=[Completion(a, [0.0] * len(a), "stop") for a in answers],
                   texts=[""] * len(answers), examples=[{}] * len(answers), group_size=GROUP)
@@ -124,7 +126,8 @@ def child_reasoner(args) -> dict:
                       generator=torch.Generator().manual_seed(step))
         times.append(time.perf_counter() - t0)
     return {"rss_before": before, "step_s": sorted(times[1:])[len(times[1:]) // 2], "processed": processed,
-            "real": int(batch.attention_mask.sum()), "path": "reference" if ref else "packed+fused (auto)"}
+            "real": int(batch.attention_mask.sum()),
+            "path": ("reference" if ref else "packed+fused (auto)") + (" +gc" if args.gradient_checkpointing else "")}
 
 
 def child_trl(args) -> dict:
@@ -319,31 +322,36 @@ def main() -> None:
     cases = []
     for name in args.lengths + (["mix"] if args.mix else []):
         if args.only in (None, "reasoner"):
-            cases += [("reasoner", name, {}), ("reasoner", name, {"reference": True})]
+            cases += [("reasoner", name, {}), ("reasoner", name, {"gradient_checkpointing": True}),
+                      ("reasoner", name, {"reference": True})]
         if args.only in (None, "trl"):
             cases += [("trl", name, {"gradient_checkpointing": True}), ("trl", name, {})]
     rows = []
     for system, name, extra in cases:
         rows.append(run_case(system, name, model, args, **extra))
         print(fmt(rows[-1]), flush=True)
-    print(fit_attention([r for r in rows if r["system"] == "reasoner" and not r.get("reference")]))
+    print(fit_attention([r for r in rows if r["system"] == "reasoner" and not r.get("reference")
+                         and not r.get("gradient_checkpointing")]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if args.plot:
         plot(rows, Path(args.plot))
-    ours = {r["workload"]: r for r in rows if r["system"] == "reasoner" and not r.get("reference") and "extra" in r}
-    for name in args.lengths + (["mix"] if args.mix else []):
-        trl = [r for r in rows if r["system"] == "trl" and r["workload"] == name]
-        if name not in ours or not trl:
-            continue
-        fitting = [r for r in trl if "extra" in r]
-        if not fitting:
-            print(f"{name}: TRL out of memory at every setting; reasoner peak {ours[name]['peak'] / 2**30:.2f} GiB")
-            continue
-        best = min(fitting, key=lambda r: r["peak"])
-        print(f"{name}: memory reasoner / TRL ({best['path']}): peak {ours[name]['peak'] / best['peak']:.2f}x, "
-              f"update extra {ours[name]['extra'] / max(best['extra'], 1):.2f}x")
-
+    for gc in (False, True):  # like with like: reasoner vs TRL's best, and both with gradient checkpointing
+        ours = {r["workload"]: r for r in rows if r["system"] == "reasoner" and not r.get("reference")
+                and bool(r.get("gradient_checkpointing")) == gc and "extra" in r}
+        for name in args.lengths + (["mix"] if args.mix else []):
+            trl = [r for r in rows if r["system"] == "trl" and r["workload"] == name and "extra" in r
+                   and (not gc or r.get("gradient_checkpointing"))]
+            if name not in ours or not [r for r in rows if r["system"] == "trl" and r["workload"] == name]:
+                continue
+            if not trl:
+                print(f"{name}: TRL out of memory; reasoner ({ours[name]['path']}) peak "
+                      f"{ours[name]['peak'] / 2**30:.2f} GiB")
+                continue
+            best = min(trl, key=lambda r: r["peak"])
+            print(f"{name}: memory reasoner ({ours[name]['path']}) / {best['path']}: peak "
+                  f"{ours[name]['peak'] / best['peak']:.2f}x, "
+                  f"update extra {ours[name]['extra'] / max(best['extra'], 1):.2f}x")
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
