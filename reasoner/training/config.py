@@ -50,6 +50,11 @@ class AlgorithmConfig:
     overlong_buffer: int = 0                   # DAPO overlong reward shaping: L_cache tokens; 0 -> off
     overlong_penalty: float = 1.0              # penalty at the length limit
     tis_cap: float | None = None               # truncated importance sampling: weight min(π_train/π_engine, cap)
+    # token-level estimators (advantage: gae | reinforce_pp; docs/ppo.md)
+    gamma: float = 1.0                         # discount over response tokens
+    lam: float = 1.0                           # GAE's λ: 1 -> Monte-Carlo returns minus V, 0 -> one-step TD
+    whiten_advantages: bool = True             # whiten token advantages over the step's tokens (verl, TRL)
+    whiten_rewards: bool = False               # gae: whiten token rewards first, keeping their mean (TRL)
 
     def __post_init__(self):
         from reasoner.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
@@ -60,6 +65,9 @@ class AlgorithmConfig:
                                   f"{', '.join(registry.names())}")
         if self.ppo_epochs < 1 or self.minibatches < 1:
             raise ConfigError("algorithm.ppo_epochs and algorithm.minibatches must be >= 1")
+        for key in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"algorithm.{key} must be in [0, 1], got {getattr(self, key)}")
 
 
 @dataclass
