@@ -66,7 +66,11 @@ def build_critic(cfg: TrainConfig, ckpt: Path | None) -> Critic | None:
         return None
     c = cfg.critic
     backend = make_backend(cfg.distributed)
-    model = load_value_model(cfg.model, path=str(ckpt / CRITIC_DIR) if ckpt else (c.path or cfg.model.path))
+    # The fresh value head is drawn from its own seed, the same on every rank (ZeRO-3 keeps each rank's own
+    # partition of it), and the run's RNG streams are the same with or without a critic.
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = load_value_model(cfg.model, path=str(ckpt / CRITIC_DIR) if ckpt else (c.path or cfg.model.path))
     optimizer = build_optimizer(model, c.optim)
     epochs, parts = critic_passes(c, cfg.algorithm)
     scheduler = build_scheduler(optimizer, c.optim, cfg.steps * epochs * parts)
