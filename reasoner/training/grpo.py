@@ -185,7 +185,8 @@ def setup(cfg: TrainConfig) -> Trainer:
         sampler=PromptSampler(len(prompts), cfg.seed),
         update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank), sampling=sampling,
         logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard, enabled=backend.is_main),
-        probe=_make_probe(cfg, engine, prompts, sampling, tokenizer), critic=build_critic(cfg, ckpt),
+        probe=_make_probe(cfg, engine, prompts, sampling, tokenizer),
+        critic=build_critic(cfg, ckpt),
     )
     if ckpt is not None:
         trainer.state, rng = restore_checkpoint(ckpt, backend, extra=_extra_models(trainer))
