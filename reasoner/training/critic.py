@@ -26,7 +26,14 @@ from pathlib import Path
 
 import torch
 
-from reasoner.algorithms import TokenInputs, explained_variance, global_counts, needs_critic, value_loss
+from reasoner.algorithms import (
+    TokenInputs,
+    explained_variance,
+    global_counts,
+    is_token_level,
+    needs_critic,
+    value_loss,
+)
 from reasoner.models.value import load_value_model, token_values
 from reasoner.training.backend import Backend
 from reasoner.training.backend_factory import make_backend
@@ -107,10 +114,13 @@ def score_values(critic: Critic, batch: TrainBatch, chunk_size: int = 0) -> torc
         model.train(was_training)
 
 
-def token_inputs(batch: TrainBatch, rows: RankRows, *, kl: torch.Tensor | None, critic: Critic | None,
-                 chunk_size: int = 0) -> TokenInputs:
-    """The whole step's per-token inputs (gathered over ranks, right-padded to the widest rank); with a critic,
-    this rank's values are also kept on `batch.values` (the value loss's clip centre)."""
+def token_inputs(batch: TrainBatch, rows: RankRows, estimator: str, *, kl: torch.Tensor | None,
+                 critic: Critic | None, chunk_size: int = 0) -> TokenInputs | None:
+    """For a token-level `estimator`, the whole step's per-token inputs (gathered over ranks, right-padded to the
+    widest rank); with a critic, this rank's values are also kept on `batch.values` (the value loss's clip
+    centre). None for sequence-level estimators."""
+    if not is_token_level(estimator):
+        return None
     if critic is not None:
         batch.values = score_values(critic, batch, chunk_size)
     return TokenInputs(mask=rows.gather_padded(batch.response_mask),

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from reasoner.algorithms import is_token_level, kl_penalty, sequence_kl, step_advantages
+from reasoner.algorithms import kl_penalty, sequence_kl, step_advantages
 from reasoner.data import build_prompts, load_examples
 from reasoner.data.templates import Prompt
 from reasoner.metrics.logger import MetricsLogger, read_metrics
@@ -261,15 +261,16 @@ def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary
                                             backend=backend)
         metrics.update(engine_gap_metrics(batch, backend))
     seq_kl = kl = None
-    token_level = is_token_level(algo.advantage)
     if algo.kl_beta > 0 and algo.kl_in_reward:
         kl = kl_penalty(algo.kl_estimator, batch.old_logprobs, batch.ref_logprobs)
-        seq_kl = None if token_level else rows.gather(sequence_kl(kl, batch.response_mask))
         kl_sum, tokens = backend.all_reduce_sum([float((kl * batch.response_mask).sum()),
                                                  float(batch.response_mask.sum())])
         metrics["kl"] = kl_sum / max(tokens, 1.0)
-    tokens_in = token_inputs(batch, rows, kl=kl, critic=trainer.critic, chunk_size=cfg.optim.micro_batch_size) \
-        if token_level else None
+    # token-level estimators (gae, reinforce_pp): the whole step's per-token inputs; None for the others
+    tokens_in = token_inputs(batch, rows, algo.advantage, kl=kl, critic=trainer.critic,
+                             chunk_size=cfg.optim.micro_batch_size)
+    if kl is not None and tokens_in is None:
+        seq_kl = rows.gather(sequence_kl(kl, batch.response_mask))
     step = step_advantages(
         torch.tensor(summary.rewards, dtype=torch.float32), rollouts.group_size, estimator=algo.advantage,
         options=vars(algo), lengths=torch.tensor(summary.lengths), max_length=cfg.sampling.max_new_tokens,
