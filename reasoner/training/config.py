@@ -62,6 +62,11 @@ class AlgorithmConfig:
     rollout_rs: str | None = None              # rejection: drop tokens / sequences whose ratio is out of bounds
     rollout_rs_min: float | None = None        # null -> 1 / rollout_rs_max
     rollout_rs_max: float | None = None        # required with rollout_rs
+    # token-level estimators (advantage: gae | reinforce_pp; docs/ppo.md)
+    gamma: float = 1.0                         # discount over response tokens
+    lam: float = 1.0                           # GAE's λ: 1 -> Monte-Carlo returns minus V, 0 -> one-step TD
+    whiten_advantages: bool = True             # whiten token advantages over the step's tokens (verl, TRL)
+    whiten_rewards: bool = False               # gae: whiten token rewards first, keeping their mean (TRL)
 
     def __post_init__(self):
         from reasoner.algorithms import ADVANTAGE_ESTIMATORS, KL_ESTIMATORS, LOSS_AGGREGATIONS, POLICY_LOSSES
@@ -72,6 +77,9 @@ class AlgorithmConfig:
                                   f"{', '.join(registry.names())}")
         if self.ppo_epochs < 1 or self.minibatches < 1:
             raise ConfigError("algorithm.ppo_epochs and algorithm.minibatches must be >= 1")
+        for key in ("gamma", "lam"):
+            if not 0.0 <= getattr(self, key) <= 1.0:
+                raise ConfigError(f"algorithm.{key} must be in [0, 1], got {getattr(self, key)}")
         self._check_policy_options()
 
     def _check_policy_options(self) -> None:
@@ -159,6 +167,39 @@ class SyncCheckConfig:
             raise ConfigError("sync_check: every, num_prompts and max_new_tokens must be >= 1")
 
 
+def _critic_optim() -> OptimConfig:
+    return OptimConfig(lr=1e-5)
+
+
+@dataclass
+class CriticConfig:
+    """The value model of actor-critic PPO (`algorithm.advantage: gae`, docs/ppo.md); unused by other estimators.
+
+    It is a separate model (its own body, optimizer and learning rate) trained after each policy update on the
+    same rows, through the same backend kind and checkpoints as the policy (`reasoner/training/critic.py`)."""
+
+    path: str | None = None                    # initial weights (a causal LM or a saved critic); null -> model.path
+    optim: OptimConfig = field(default_factory=_critic_optim)   # the critic's own optimizer and micro-batches
+    cliprange_value: float | None = 0.5        # clipped value loss half-width (verl's default); null -> no clip
+    loss_agg: str = "token-mean"               # aggregation of the per-token value loss
+    ppo_epochs: int | None = None              # passes over each rollout batch; null -> algorithm.ppo_epochs
+    minibatches: int | None = None             # optimizer steps per pass; null -> algorithm.minibatches
+    warmup_steps: int = 0                      # the first N steps train only the critic (verl's critic_warmup)
+
+    def __post_init__(self):
+        from reasoner.algorithms import LOSS_AGGREGATIONS
+        if self.loss_agg not in LOSS_AGGREGATIONS:
+            raise ConfigError(f"critic.loss_agg: unknown {LOSS_AGGREGATIONS.kind} {self.loss_agg!r}; valid: "
+                              f"{', '.join(LOSS_AGGREGATIONS.names())}")
+        if self.cliprange_value is not None and self.cliprange_value < 0:
+            raise ConfigError(f"critic.cliprange_value must be >= 0 or null, got {self.cliprange_value}")
+        for key in ("ppo_epochs", "minibatches"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"critic.{key} must be >= 1 or null, got {getattr(self, key)}")
+        if self.warmup_steps < 0:
+            raise ConfigError(f"critic.warmup_steps must be >= 0, got {self.warmup_steps}")
+
+
 def train_sampling() -> SamplingConfig:
     return SamplingConfig(protocol="none", n=8, temperature=1.0, top_p=1.0, max_new_tokens=256)
 
@@ -176,6 +217,7 @@ class TrainConfig:
     reward: RewardConfig = field(default_factory=RewardConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    critic: CriticConfig = field(default_factory=CriticConfig)     # algorithm.advantage: gae
     log: LogConfig = field(default_factory=LogConfig)
     sync_check: SyncCheckConfig = field(default_factory=SyncCheckConfig)
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
