@@ -11,6 +11,9 @@ Shapes: `N` sequences (prompts x group size, the G completions of a prompt conti
     step_advantages(rewards[N], G, estimator=..., tokens=TokenInputs) -> StepAdvantages   (shaping, KL, estimator,
                                                                                            filter)
     value_loss(values, old_values, returns, mask[N,T], cliprange_value=...) -> (scalar, ValueLossStats)
+    preference_loss(name, PairLogps([B] x 6), ...) -> (scalar, PreferenceStats)   PREFERENCE_LOSSES (DPO, IPO)
+    pair_indices(rewards[N], lengths[N], groups[N], rule=...) -> [K, 2]   (chosen, rejected) within prompts
+    GROUP_REWARDS[name](lengths[N], correct[N], G, **options) -> [N]   length_penalty (Kimi), cosine_length
     aggregate_loss(loss[N,T], mask[N,T], mode, ...) -> scalar              LOSS_AGGREGATIONS
     policy_loss(logprobs, old_logprobs, advantages, mask, ...) -> (scalar, PolicyLossStats)   POLICY_LOSSES
         (ppo_clip; gspo, gspo_token, gmpo in sequence_losses; cispo, sapo in reweighted_losses)
@@ -34,19 +37,32 @@ from reasoner.algorithms.entropy import entropy_from_logits, token_logprobs
 from reasoner.algorithms.kl import KL_ESTIMATORS, apply_kl_to_rewards, kl_penalty, sequence_kl
 from reasoner.algorithms.linear_logprobs import linear_token_logprobs
 from reasoner.algorithms.policy_loss import POLICY_LOSSES, PolicyLossStats, policy_loss
+from reasoner.algorithms.preference import (
+    PAIR_RULES,
+    PREFERENCE_LOSSES,
+    PairLogps,
+    PreferenceStats,
+    pair_indices,
+    preference_loss,
+)
 from reasoner.algorithms.registry import Registry, UnknownNameError
 from reasoner.algorithms.rollout_correction import RolloutCorrection, rollout_correction
-from reasoner.algorithms.shaping import overlong_penalty
+from reasoner.algorithms.shaping import GROUP_REWARDS, overlong_penalty
 from reasoner.algorithms.step import StepAdvantages, TokenInputs, step_advantages, zero_variance_keep
 from reasoner.algorithms.token_advantages import compute_token_advantages, masked_whiten, token_level_rewards
 from reasoner.algorithms.value_loss import ValueLossStats, explained_variance, value_loss
 
 __all__ = [
     "ADVANTAGE_ESTIMATORS",
+    "GROUP_REWARDS",
     "KL_ESTIMATORS",
     "LOSS_AGGREGATIONS",
+    "PAIR_RULES",
     "POLICY_LOSSES",
+    "PREFERENCE_LOSSES",
+    "PairLogps",
     "PolicyLossStats",
+    "PreferenceStats",
     "Registry",
     "RolloutCorrection",
     "StepAdvantages",
@@ -67,7 +83,9 @@ __all__ = [
     "masked_whiten",
     "needs_critic",
     "overlong_penalty",
+    "pair_indices",
     "policy_loss",
+    "preference_loss",
     "rollout_correction",
     "sequence_kl",
     "step_advantages",

@@ -27,17 +27,23 @@ def arithmetic_example(rng: random.Random, min_terms: int = 3, max_terms: int = 
     think = "\n".join(steps)
     problem = " + ".join(map(str, terms))
     return {"problem": f"What is {problem}?", "answer": str(total),
-            "response": f"<think>\n{think}\n</think>\n<answer>{total}</answer>", "key": problem}
+            "response": f"<think>\n{think}\n</think>\n<answer>{total}</answer>", "key": problem,
+            "difficulty": len(terms)}
 
 
-def arithmetic(n: int, *, split: str = "train", seed: int = 0) -> list[dict]:
-    """`n` distinct problems of `split` (train | test); deterministic for a seed."""
+def arithmetic(n: int, *, split: str = "train", seed: int = 0, terms: list[int] | None = None) -> list[dict]:
+    """`n` distinct problems of `split` (train | test); deterministic for a seed. `difficulty` is the number of
+    terms; `terms` (e.g. [3, 8]: an easy + hard mix) draws that number from the list instead of 3-6."""
     if split not in ("train", "test"):
         raise ValueError(f"task 'arithmetic' has splits train and test; got '{split}'")
     rng = random.Random(f"arithmetic-{seed}-{split}")
     rows, seen = [], set()
     while len(rows) < n:
-        ex = arithmetic_example(rng)
+        if terms:
+            k = rng.choice(list(terms))
+            ex = arithmetic_example(rng, k, k)
+        else:
+            ex = arithmetic_example(rng)
         key = ex.pop("key")
         if key in seen or _is_test(key) != (split == "test"):
             continue
@@ -59,10 +65,12 @@ def with_direct_answers(rows: list[dict], fraction: float, *, seed: int = 0) -> 
             for r in rows]
 
 
-def arithmetic_task(n: int, *, split: str = "train", seed: int = 0, direct_fraction: float = 0.0) -> list[dict]:
+def arithmetic_task(n: int, *, split: str = "train", seed: int = 0, direct_fraction: float = 0.0,
+                    terms: list[int] | None = None) -> list[dict]:
     """The `arithmetic` task as a data source: `direct_fraction` of the rows answer at once (`with_direct_answers`;
-    the demo's cold-start mix, `data.task_options: {direct_fraction: 0.5}`)."""
-    rows = arithmetic(n, split=split, seed=seed)
+    the demo's cold-start mix, `data.task_options: {direct_fraction: 0.5}`); `terms` picks the chain lengths
+    (`data.task_options: {terms: [3, 8]}`: easy and hard problems)."""
+    rows = arithmetic(n, split=split, seed=seed, terms=terms)
     return with_direct_answers(rows, direct_fraction, seed=seed) if direct_fraction else rows
 
 

@@ -36,6 +36,9 @@ class DistillConfig:
     dedup: bool = True                # the same response to the same prompt once
     max_rows: int = 0                 # keep a seeded random subset of this many rows; 0 -> all
     output: str = "sft.jsonl"         # written in out_dir (several selections can share one set of samples)
+    pairs: bool = False               # write preference pairs for `reasoner dpo` instead (`--pairs`)
+    pair_rule: str = "best_worst"     # best_worst | all | short_long (reasoner.algorithms.pair_indices)
+    max_pairs_per_prompt: int = 0     # > 0: a seeded random subset of each prompt's pairs
     out_dir: str = "runs/distill"
     chunk_problems: int = 16
     resume: bool = True               # reuse out_dir/samples.jsonl (teacher samples are drawn only once)

@@ -8,6 +8,7 @@
    `<think>…</think><answer>…</answer>` form), `messages` (the same pair as a chat, for other trainers), the gold
    `answer`, and `provenance` (teacher, prompt id, sample index, score, length, verdicts, selection rule).
 4. Write and print acceptance statistics (`<output stem>.stats.json`).
+With `pairs` (`reasoner distill --pairs`), step 2-3 form preference pairs instead (`reasoner.distill.pairs`).
 """
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ import torch
 from reasoner.config import ConfigError, save_config, to_dict
 from reasoner.data import build_prompts, load_examples
 from reasoner.distill.config import DistillConfig
+from reasoner.distill.pairs import pair_row, select_pairs
 from reasoner.distill.select import ACCEPT, SELECT, Candidate, cap_rows, dedupe, filter_candidates, select_per_prompt
 from reasoner.evaluation.core import SampleRecord
 from reasoner.evaluation.runner import LazyEngine, sample_and_grade
@@ -65,9 +67,13 @@ def distill(cfg: DistillConfig) -> DistillResult:
     finally:
         spec.close()
         engine.close()
-    chosen, stats = select_samples(records, cfg, primary=spec.primary)
     by_id = {p.id: p for p in prompts}
-    rows = [sft_row(c, by_id[c.prompt_id].example, cfg) for c in chosen]
+    if cfg.pairs:
+        pairs, stats = select_pairs(to_candidates(records, spec.primary), cfg)
+        rows = [pair_row(a, b, by_id[a.prompt_id].example, cfg) for a, b in pairs]
+    else:
+        chosen, stats = select_samples(records, cfg, primary=spec.primary)
+        rows = [sft_row(c, by_id[c.prompt_id].example, cfg) for c in chosen]
     output.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     output.with_suffix(".stats.json").write_text(json.dumps(stats, indent=2))
     return DistillResult(out_dir=out, output=output, rows=len(rows), stats=stats)
@@ -159,6 +165,9 @@ def _rate(flags: list[bool | None]) -> float | None:
 def _check(cfg: DistillConfig) -> None:
     if cfg.accept not in ACCEPT:
         raise ConfigError(f"'accept' must be one of {', '.join(ACCEPT)}; got '{cfg.accept}'")
+    from reasoner.algorithms import PAIR_RULES
+    if cfg.pair_rule not in PAIR_RULES:
+        raise ConfigError(f"'pair_rule' must be one of {', '.join(PAIR_RULES)}; got '{cfg.pair_rule}'")
     if cfg.select not in SELECT:
         raise ConfigError(f"'select' must be one of {', '.join(SELECT)}; got '{cfg.select}'")
     if not cfg.teacher.path:

@@ -109,7 +109,7 @@ def load_benchmark(bench: BenchmarkConfig, verifiers: dict[str, dict]) -> list[d
         return _code_examples(bench)
     data = DataConfig(source=bench.source, split=bench.split, prompt_field=bench.prompt_field,
                       answer_field=bench.answer_field, id_field=bench.id_field, limit=bench.limit,
-                      num_examples=bench.num_examples, seed=bench.seed)
+                      num_examples=bench.num_examples, seed=bench.seed, task_options=dict(bench.task_options))
     needs_answer = any((opts or {}).get("verifier", label) == "math" for label, opts in verifiers.items())
     examples = load_examples(data, require_answer=needs_answer)
     seen: dict[str, int] = {}

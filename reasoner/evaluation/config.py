@@ -33,6 +33,7 @@ class BenchmarkConfig:
     limit: int | None = None              # only the first N problems
     num_examples: int = 200               # built-in tasks: how many problems
     seed: int = 0                         # built-in tasks: generator seed
+    task_options: dict[str, Any] = field(default_factory=dict)  # built-in tasks: their options (e.g. terms)
     prompt: dict[str, Any] = field(default_factory=dict)  # overrides of the run's `prompt` section (keys of it)
     verifiers: dict[str, dict] | None = None  # None -> eval.verifiers
     # options added to the graders where they are not set (presets: GSM8K's `#### N` golds)

@@ -13,6 +13,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -116,8 +117,9 @@ def prepare_examples(tokenizer, rows: list[dict] | None, cfg: SFTConfig) -> list
     return examples
 
 
-def wrap_lora(model, cfg: SFTConfig):
-    """Low-rank adapters on `cfg.lora.target_modules` (base weights frozen), or the model unchanged."""
+def wrap_lora(model, cfg: SFTConfig | Any):
+    """Low-rank adapters on `cfg.lora.target_modules` (base weights frozen), or the model unchanged (`cfg`: any
+    stage config with a `lora` section: SFT, DPO)."""
     if not cfg.lora.enabled:
         return model
     try:

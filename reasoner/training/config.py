@@ -18,6 +18,7 @@ from reasoner.metrics.sinks import SINKS
 from reasoner.models.loading import ModelConfig
 from reasoner.rollout.config import EngineConfig, SamplingConfig
 from reasoner.training.backend import DistributedConfig
+from reasoner.training.sampler import PromptSamplingConfig
 
 # Keys renamed when every stage got one vocabulary (engine / sampling / prompt sections); old name -> new.
 PROMPT_RENAMES = {f"data.{k}": f"prompt.{k}" for k in ("template", "system_prompt", "instruction",
@@ -28,6 +29,13 @@ ROLLOUT_RENAMES = {
     **{f"rollout.{k}": f"engine.{k}" for k in ("max_batch_size", "fast_decode", "compact_below", "vllm")},
     "rollout": "engine (who samples) and sampling (what is sampled)",
 }
+
+
+@dataclass
+class TrainDataConfig(DataConfig):
+    """The RL loop's `data`: the shared data section plus how prompts are scheduled (training/sampler.py)."""
+
+    sampling: PromptSamplingConfig = field(default_factory=PromptSamplingConfig)  # uniform | curriculum | prioritized
 
 
 @dataclass
@@ -210,7 +218,7 @@ class TrainConfig:
 
     model: ModelConfig = field(default_factory=ModelConfig)
     ref_model: str | None = None               # reference model path; null -> the initial policy (model.path)
-    data: DataConfig = field(default_factory=DataConfig)
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
     prompt: PromptConfig = field(default_factory=lambda: PromptConfig(max_prompt_tokens=1024))
     engine: EngineConfig = field(default_factory=EngineConfig)
     sampling: SamplingConfig = field(default_factory=train_sampling)  # sampling.n: the group size G

@@ -58,8 +58,8 @@ from reasoner.training.interrupt import TrainingInterrupted, stop_between_steps
 from reasoner.training.logprobs import PolicyScorer, score_logprobs
 from reasoner.training.optim import build_optimizer, build_scheduler
 from reasoner.training.prologue import start_run
-from reasoner.training.rewards import reward_spec_for
-from reasoner.training.sampler import PromptSampler
+from reasoner.training.rewards import GroupRewards, group_rewards_for, reward_spec_for
+from reasoner.training.sampler import Sampler, make_sampler
 from reasoner.training.sharding import RankRows, RolloutSummary, shard_prompts
 from reasoner.training.sync_check import (
     SyncCheckError,
@@ -87,12 +87,13 @@ class Trainer:
     engine: RolloutEngine
     reward_spec: RewardSpec
     prompts: list[Prompt]
-    sampler: PromptSampler
+    sampler: Sampler                            # data.sampling: uniform | curriculum | prioritized
     update_rng: torch.Generator                 # minibatch shuffling
     sampling: SamplingParams
     logger: MetricsLogger
     probe: SyncProbe | None = None              # verified weight sync (engines that own their weights)
     critic: Critic | None = None                # the value model (algorithm.advantage: gae)
+    group_rewards: GroupRewards = field(default_factory=GroupRewards)  # length terms of reward.verifiers
     state: TrainerState = field(default_factory=TrainerState)
 
     @property
@@ -169,7 +170,8 @@ def setup(cfg: TrainConfig) -> Trainer:
     # Everything that can be checked without a model is checked first: an error costs seconds, not a model load.
     check_engine(cfg.engine)
     check_sinks(cfg.log.report_to)
-    reward_spec = reward_spec_for(cfg.reward.verifiers, "reward.verifiers")
+    reward_spec = reward_spec_for(cfg.reward.verifiers, "reward.verifiers", group_terms=True)
+    group_rewards = group_rewards_for(cfg.reward.verifiers, "reward.verifiers", reward_spec)
     tokenizer = tokenizer_for(cfg.model)
     sampling = cfg.sampling.params_for(tokenizer)
     prompts = build_prompts(tokenizer, load_examples(cfg.data), cfg.prompt)
@@ -187,12 +189,13 @@ def setup(cfg: TrainConfig) -> Trainer:
     trainer = Trainer(
         cfg=cfg, tokenizer=tokenizer, backend=backend, ref=ref, engine=engine, reward_spec=reward_spec,
         prompts=prompts,
-        sampler=PromptSampler(len(prompts), cfg.seed),
+        sampler=make_sampler(cfg.data.sampling, [p.example for p in prompts], cfg.seed, total_steps=cfg.steps),
         update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank), sampling=sampling,
         logger=MetricsLogger(out, report_to=cfg.log.report_to, enabled=backend.is_main, project=cfg.log.project,
                              run_name=cfg.log.run_name, config=to_dict(cfg)),
         probe=_make_probe(cfg, engine, prompts, sampling, tokenizer),
         critic=build_critic(cfg, ckpt),
+        group_rewards=group_rewards,
     )
     if ckpt is not None:
         trainer.state, rng = restore_checkpoint(ckpt, backend, extra=_extra_models(trainer))
@@ -213,7 +216,8 @@ def setup(cfg: TrainConfig) -> Trainer:
 def run_step(trainer: Trainer, step: int) -> dict[str, float]:
     cfg, algo, backend = trainer.cfg, trainer.cfg.algorithm, trainer.backend
     timer = _Timer()
-    prompts = [trainer.prompts[i] for i in shard_prompts(trainer.sampler.next_batch(cfg.prompts_per_step), backend)]
+    indices = trainer.sampler.next_batch(cfg.prompts_per_step)
+    prompts = [trainer.prompts[i] for i in shard_prompts(indices, backend)]
 
     with timer("generate"):
         with _weights_for_generation(trainer):
@@ -224,11 +228,14 @@ def run_step(trainer: Trainer, step: int) -> dict[str, float]:
 
     with timer("score"):
         scored = trainer.reward_spec.score_batch(rollouts.texts, rollouts.examples)
+        scored = trainer.group_rewards.apply(scored, rollouts.lengths, rollouts.group_size, step=step,
+                                             max_length=cfg.sampling.max_new_tokens)
     rewards = torch.tensor(scored.totals, dtype=torch.float32)
     summary = RolloutSummary.gather(RolloutSummary.local(rollouts, rewards, scored), backend)  # whole step
     metrics = rollout_metrics(
         rewards=summary.rewards, correct=summary.correct, lengths=summary.lengths, truncated=summary.truncated,
         group_size=rollouts.group_size, verifier_values=summary.values, status_counts=summary.status_counts())
+    metrics.update(trainer.sampler.observe(indices, summary.correct, rollouts.group_size))
 
     with timer("update"):
         batch = _prepare_batch(trainer, rollouts, summary, metrics)

@@ -160,3 +160,25 @@ def test_bad_settings_are_named(tmp_path, tiny_model_dir):
         distill(_cfg(tiny_model_dir, tmp_path, "select=longest"))
     with pytest.raises(ConfigError, match="'output' must be a file name ending in .jsonl"):
         distill(_cfg(tiny_model_dir, tmp_path, "output=../x.jsonl"))
+
+
+def test_pairs_verified_against_wrong_feed_dpo(tmp_path, tiny_model_dir, scripted_teacher):
+    result = distill(_cfg(tiny_model_dir, tmp_path, "pairs=true", "output=pairs.jsonl"))
+    rows = _rows(result.output)
+    # per prompt: the truncated sample is dropped, the duplicate too; best = the first verified answer (sample 0),
+    # worst = the only wrong one (sample 2)
+    assert len(rows) == 5 and result.stats["prompts_with_pairs"] == 5
+    assert result.stats["removed"] == {"duplicate": 5, "truncated": 5}
+    for r in rows:
+        p = r["provenance"]
+        assert (p["chosen"]["sample_index"], p["rejected"]["sample_index"]) == (0, 2)
+        assert p["chosen"]["correct"] and not p["rejected"]["correct"] and r["chosen"] != r["rejected"]
+    every = distill(_cfg(tiny_model_dir, tmp_path, "pairs=true", "pair_rule=all", "output=all.jsonl"))
+    assert every.rows == 15            # 3 verified (0, 1, 3) x 1 wrong per prompt
+    from reasoner.dpo import DPOConfig, dpo
+    cfg = load_config(DPOConfig, None, [f"model.path={tiny_model_dir}", f"out_dir={tmp_path / 'dpo'}",
+                                        f"data.source={every.output}", "max_steps=2", "batch_size=4",
+                                        "progress=false"])
+    assert dpo(cfg).final_model.is_dir()
+    with pytest.raises(ConfigError, match="'pair_rule' must be one of best_worst, all, short_long"):
+        distill(_cfg(tiny_model_dir, tmp_path, "pairs=true", "pair_rule=random"))
