@@ -1,3 +1,3 @@
 """reasoner: train LLMs to reason with reinforcement learning from verifiable rewards."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

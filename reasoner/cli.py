@@ -16,9 +16,11 @@ COMMANDS = {
     "dpo": ("reasoner.commands.dpo", "preference optimisation from (prompt, chosen, rejected) pairs: DPO, IPO"),
     "eval": ("reasoner.commands.eval", "evaluate a model on benchmarks: pass@k, maj@k, lengths"),
     "distill": ("reasoner.commands.distill", "rejection-sampling distillation: verified teacher traces -> SFT data"),
+    "rm": ("reasoner.commands.rm", "train a Bradley-Terry reward model on preference pairs"),
     "merge": ("reasoner.commands.merge", "linear weight averaging of checkpoints (A B --weights 0.5 0.5)"),
     "pipeline": ("reasoner.commands.pipeline", "the R1 recipe from one YAML: SFT -> GRPO -> distill -> SFT -> eval"),
     "serve": ("reasoner.commands.serve", "a vLLM rollout server that trainers push weights to"),
+    "push": ("reasoner.commands.push", "upload a saved model and its model card to the Hugging Face Hub"),
 }
 
 

@@ -5,7 +5,8 @@ Same tiny Qwen3-config model (hidden 192, 6 layers, 1,024-token BPE; ~2.6M param
 that completions run to the length limit in every system), same prompts (the arithmetic task, chat template),
 16 prompts x 8 completions x 48 new tokens per step, temperature 1, beta 0, lr 1e-5, float32, no gradient
 checkpointing (TRL's defaults of bf16 + checkpointing are slower on CPU; they are turned off to compare with TRL
-at its fastest), the same rewards: math + format (TRL gets them through `verifiers.adapters`) plus a dense reward,
+at its fastest), the same rewards: math + format (TRL gets them through `reasoner_verifiers.adapters`) plus a
+dense reward,
 the fraction of digit characters. An untrained model gets 0 from math and format on every completion; without
 the dense reward every group would have zero advantage, and reasoner — which skips groups that carry no gradient —
 would do no update at all while TRL still does. With it, every group varies and both do the full update.
@@ -81,8 +82,8 @@ def digit_fraction(text: str) -> float:
 
 
 def register_digit_verifier() -> None:
-    from verifiers import Score, registry
-    from verifiers.types import Verifier
+    from reasoner_verifiers import Score, registry
+    from reasoner_verifiers.types import Verifier
 
     class DigitFraction(Verifier):
         name = "digits"
@@ -101,7 +102,7 @@ def run_reasoner(model: Path, data: Path, steps: int, out: Path) -> dict:
     cfg = load_config(TrainConfig, None, [
         f"model.path={model}", f"data.source={data}", f"out_dir={out}", f"steps={steps}",
         f"prompts_per_step={PROMPTS}", f"sampling.n={GROUP}", f"sampling.max_new_tokens={NEW_TOKENS}",
-        f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.tensorboard=false", "log.progress=false",
+        f"optim.lr={LR}", "algorithm.kl_beta=0", "save_every=0", "log.report_to=[]", "log.progress=false",
         "log.plots=false", "log.sample_every=0",
         "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}, digits: {weight: 1.0}}",
         *REASONER_OVERRIDES])
@@ -124,8 +125,8 @@ def run_trl(model: Path, data: Path, steps: int, out: Path) -> dict:
     from trl import GRPOConfig, GRPOTrainer
 
     from reasoner.models import load_tokenizer
-    from verifiers import RewardSpec
-    from verifiers.adapters import trl_reward_funcs
+    from reasoner_verifiers import RewardSpec
+    from reasoner_verifiers.adapters import trl_reward_funcs
 
     rows = [json.loads(line) for line in data.read_text().splitlines()]
     ds = datasets.Dataset.from_list([{"prompt": [{"role": "user", "content": r["problem"]}], "answer": r["answer"]}

@@ -101,6 +101,8 @@ def child_reasoner(args) -> dict:
     torch.set_num_threads(args.threads)
     prompts, answers = workload(args.workload)
     model = AutoModelForCausalLM.from_pretrained(args.model, dtype=torch.float32, attn_implementation="sdpa")
+    if args.gradient_checkpointing:  # model.gradient_checkpointing: true (the packed path stays exact under it)
+        model.gradient_checkpointing_enable()
     model.train()
     ro = Rollouts(prompt_ids=prompts, completions=[Completion(a, [0.0] * len(a), "stop") for a in answers],
                   texts=[""] * len(answers), examples=[{}] * len(answers), group_size=GROUP)
@@ -124,7 +126,8 @@ def child_reasoner(args) -> dict:
                       generator=torch.Generator().manual_seed(step))
         times.append(time.perf_counter() - t0)
     return {"rss_before": before, "step_s": sorted(times[1:])[len(times[1:]) // 2], "processed": processed,
-            "real": int(batch.attention_mask.sum()), "path": "reference" if ref else "packed+fused (auto)"}
+            "real": int(batch.attention_mask.sum()),
+            "path": ("reference" if ref else "packed+fused (auto)") + (" +gc" if args.gradient_checkpointing else "")}
 
 
 def child_trl(args) -> dict:
@@ -213,15 +216,21 @@ def run_case(system: str, workload_name: str, model: Path, args, **extra) -> dic
     cmd = [sys.executable, __file__, "--child", system, "--workload", workload_name, "--model", str(model),
            "--steps", str(args.steps), "--threads", str(args.threads), "--max-tokens", str(args.max_tokens)]
     cmd += [f"--{k.replace('_', '-')}" for k, v in extra.items() if v]
+    limit = int(args.memory_limit_gb * 2**30)
+
+    def cap_memory() -> None:  # a peer that runs out of memory fails alone, not the machine (RLIMIT_DATA: heap + mmap)
+        resource.setrlimit(resource.RLIMIT_DATA, (limit, limit))
+
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **CHILD_ENV})
+                            env={**os.environ, **CHILD_ENV}, preexec_fn=cap_memory if limit > 0 else None)
     _, status, usage = os.wait4(proc.pid, 0)
     out, err = proc.stdout.read(), proc.stderr.read()
     peak = usage.ru_maxrss * 1024
     code = os.waitstatus_to_exitcode(status)
     line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
     if code != 0 or line is None:
-        oom = code in (-9, 137) or "out of memory" in err.lower() or "MemoryError" in err
+        oom = (code in (-9, 137) or "out of memory" in err.lower() or "MemoryError" in err
+               or "can't allocate memory" in err)
         return {"system": system, "workload": workload_name, "error": "out of memory" if oom else
                 f"rc {code}: {err.strip().splitlines()[-1] if err.strip() else ''}", "peak": peak, **extra}
     result = json.loads(line[len("RESULT "):])
@@ -288,6 +297,8 @@ def main() -> None:
     p.add_argument("--hidden", type=int, default=256)
     p.add_argument("--max-tokens", type=int, default=0, help="reasoner's optim.max_tokens_per_micro_batch")
     p.add_argument("--model-dir", default=os.path.join(tempfile.gettempdir(), "reasoner_bench_long_model"))
+    p.add_argument("--memory-limit-gb", type=float, default=16.0,
+                   help="cap each case's data memory (RLIMIT_DATA); a case over it is reported as out of memory")
     p.add_argument("--plot", help="write the scaling curves (memory and time vs answer length) to this PNG")
     p.add_argument("--json", help="write every result to this file")
     p.add_argument("--generation", action="store_true", help="measure the decode loop instead (tokens/s)")
@@ -311,31 +322,36 @@ def main() -> None:
     cases = []
     for name in args.lengths + (["mix"] if args.mix else []):
         if args.only in (None, "reasoner"):
-            cases += [("reasoner", name, {}), ("reasoner", name, {"reference": True})]
+            cases += [("reasoner", name, {}), ("reasoner", name, {"gradient_checkpointing": True}),
+                      ("reasoner", name, {"reference": True})]
         if args.only in (None, "trl"):
             cases += [("trl", name, {"gradient_checkpointing": True}), ("trl", name, {})]
     rows = []
     for system, name, extra in cases:
         rows.append(run_case(system, name, model, args, **extra))
         print(fmt(rows[-1]), flush=True)
-    print(fit_attention([r for r in rows if r["system"] == "reasoner" and not r.get("reference")]))
+    print(fit_attention([r for r in rows if r["system"] == "reasoner" and not r.get("reference")
+                         and not r.get("gradient_checkpointing")]))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
     if args.plot:
         plot(rows, Path(args.plot))
-    ours = {r["workload"]: r for r in rows if r["system"] == "reasoner" and not r.get("reference") and "extra" in r}
-    for name in args.lengths + (["mix"] if args.mix else []):
-        trl = [r for r in rows if r["system"] == "trl" and r["workload"] == name]
-        if name not in ours or not trl:
-            continue
-        fitting = [r for r in trl if "extra" in r]
-        if not fitting:
-            print(f"{name}: TRL out of memory at every setting; reasoner peak {ours[name]['peak'] / 2**30:.2f} GiB")
-            continue
-        best = min(fitting, key=lambda r: r["peak"])
-        print(f"{name}: memory reasoner / TRL ({best['path']}): peak {ours[name]['peak'] / best['peak']:.2f}x, "
-              f"update extra {ours[name]['extra'] / max(best['extra'], 1):.2f}x")
-
+    for gc in (False, True):  # like with like: reasoner vs TRL's best, and both with gradient checkpointing
+        ours = {r["workload"]: r for r in rows if r["system"] == "reasoner" and not r.get("reference")
+                and bool(r.get("gradient_checkpointing")) == gc and "extra" in r}
+        for name in args.lengths + (["mix"] if args.mix else []):
+            trl = [r for r in rows if r["system"] == "trl" and r["workload"] == name and "extra" in r
+                   and (not gc or r.get("gradient_checkpointing"))]
+            if name not in ours or not [r for r in rows if r["system"] == "trl" and r["workload"] == name]:
+                continue
+            if not trl:
+                print(f"{name}: TRL out of memory; reasoner ({ours[name]['path']}) peak "
+                      f"{ours[name]['peak'] / 2**30:.2f} GiB")
+                continue
+            best = min(trl, key=lambda r: r["peak"])
+            print(f"{name}: memory reasoner ({ours[name]['path']}) / {best['path']}: peak "
+                  f"{ours[name]['peak'] / best['peak']:.2f}x, "
+                  f"update extra {ours[name]['extra'] / max(best['extra'], 1):.2f}x")
 
 if __name__ == "__main__":
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))

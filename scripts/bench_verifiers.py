@@ -10,7 +10,7 @@ Pairs (all from ../shared/data, or $REASONER_SHARED_DATA):
 The peer is math-verify 0.9 used as TRL's accuracy reward uses it: `verify(parse(gold), parse(completion))`,
 in this process, main thread, its default signal-based timeouts. Ours is `get_verifier("math", extract="boxed",
 workers=N)`, scored with `score_batch` after the worker pool has started (start-up is reported separately).
-Both start warm from the same expressions (`verifiers.math.worker_task.WARM_UP_PAIRS`: sympy's lazy imports
+Both start warm from the same expressions (`reasoner_verifiers.math.worker_task.WARM_UP_PAIRS`: sympy's lazy imports
 and ANTLR's prediction cache), and with empty answer caches.
 Also printed: what one trainer step of 128 completions with integer golds costs, how often the two graders
 disagree, per set, and which tier decided. The last line is the speed ratio.
@@ -66,8 +66,8 @@ def perturbations(gold: str) -> list[str]:
 def symbolic_pairs(base: Path) -> dict[str, list[tuple[str, str]]]:
     """The worst case for the cheap tiers: symbolic MATH-500 golds against `\\frac{2 \\cdot (gold)}{2}`, which
     only sympy can prove equal (no string, exact-number or screen decision is possible)."""
-    from verifiers.math.exact import evaluate
-    from verifiers.math.normalize import Leaf, parse_answer
+    from reasoner_verifiers.math.exact import evaluate
+    from reasoner_verifiers.math.normalize import Leaf, parse_answer
 
     math500 = [json.loads(line) for line in open(base / "math" / "math500.jsonl", encoding="utf-8")]
     pairs = []
@@ -94,7 +94,7 @@ def warm_peer() -> None:
     """Give math-verify the same warm start our workers get (sympy's lazy imports, ANTLR's prediction cache)."""
     from math_verify import parse, verify
 
-    from verifiers.math.worker_task import WARM_UP_PAIRS
+    from reasoner_verifiers.math.worker_task import WARM_UP_PAIRS
     for gold, pred in WARM_UP_PAIRS:
         verify(parse(f"${gold}$"), parse(f"$\\boxed{{{pred}}}$"))
 
@@ -118,7 +118,7 @@ def run_ours(verifier, pairs: list[tuple[str, str]]) -> tuple[float, list[bool],
 def trainer_step(base: Path) -> None:
     """What one GRPO step costs the trainer: 128 R1-format completions, GSM8K integer golds, math + format +
     language in one RewardSpec. Prints milliseconds per batch and whether any worker process was needed."""
-    from verifiers import RewardSpec
+    from reasoner_verifiers import RewardSpec
 
     rows = [json.loads(line) for line in open(base / "math" / "gsm8k_test.jsonl", encoding="utf-8")][:128]
     completions = [f"<think>{r['problem']}</think><answer>{r['answer'] if i % 2 else r['answer'] + '1'}</answer>"
@@ -146,7 +146,7 @@ def _best_ms(fn, repeat: int = 3) -> float:
 
 def micro(base: Path) -> None:
     """The small measurements docs/verifiers.md quotes (best of 3 each)."""
-    from verifiers.language import _WORD, word_counts
+    from reasoner_verifiers.language import _WORD, word_counts
 
     old_math = re.compile(r"\$\$.*?\$\$|\$[^$]*\$|\\\(.*?\\\)|\\\[.*?\\\]|\\[a-zA-Z]+", re.DOTALL)
 
@@ -170,8 +170,8 @@ def free_form(base: Path) -> None:
     """Agreement on the labelled free-form GSM8K set (tests/verifiers/free_form_set.py), `extract=auto`."""
     from collections import Counter
 
+    from reasoner_verifiers import get_verifier
     from tests.verifiers.free_form_set import build, load_rows
-    from verifiers import get_verifier
 
     items = build(load_rows(base))
     labels = Counter(it["label"] for it in items)
@@ -208,9 +208,9 @@ def free_form(base: Path) -> None:
 
 
 def _micro_parsers(base: Path) -> None:
-    from verifiers.math import screen
-    from verifiers.math.normalize import Leaf, parse_answer
-    from verifiers.math.symbolic import _build, parse_latex
+    from reasoner_verifiers.math import screen
+    from reasoner_verifiers.math.normalize import Leaf, parse_answer
+    from reasoner_verifiers.math.symbolic import _build, parse_latex
 
     rows = [json.loads(line) for line in open(base / "math" / "math500.jsonl", encoding="utf-8")]
     leaves = [n.value for n in map(parse_answer, (r["answer"] for r in rows)) if isinstance(n, Leaf) and not n.is_text]
@@ -226,7 +226,7 @@ def _micro_parsers(base: Path) -> None:
 
 
 def _micro_extraction() -> None:
-    from verifiers.math.extract import EXTRACT_MODES, extract
+    from reasoner_verifiers.math.extract import EXTRACT_MODES, extract
 
     bombs = {"#### x 200k": "#### " * 200_000, "'\\( ' x 330k": "\\( " * 330_000,
              "'\\boxed{' x 140k": "\\boxed{" * 140_000, "'1+' x 500k": "1+" * 500_000,
@@ -238,7 +238,7 @@ def _micro_extraction() -> None:
 
 
 def _micro_exact() -> None:
-    from verifiers.math import exact
+    from reasoner_verifiers.math import exact
 
     primes = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29)
     cases = ["+".join(f"\\frac{{{k}^{{99999}}}}{{{k + 1}^{{99998}}}}" for k in range(2, 12)),
@@ -254,9 +254,9 @@ def _micro_exact() -> None:
 
 
 def _micro_pool() -> None:
-    from verifiers.pool import WorkerPool
+    from reasoner_verifiers.pool import WorkerPool
 
-    with WorkerPool("verifiers.pool_probe:run", workers=2) as pool:
+    with WorkerPool("reasoner_verifiers.pool_probe:run", workers=2) as pool:
         t0 = time.perf_counter()
         pool.start(wait=True)
         start = time.perf_counter() - t0
@@ -294,8 +294,8 @@ def main() -> None:
     if not args.symbolic_only:
         trainer_step(base)
 
-    from verifiers import get_verifier
-    from verifiers.math.normalize import parse_answer
+    from reasoner_verifiers import get_verifier
+    from reasoner_verifiers.math.normalize import parse_answer
 
     t0 = time.perf_counter()
     ours = get_verifier("math", extract="boxed", workers=args.workers, deadline_s=args.deadline)

@@ -36,7 +36,12 @@ fi
 
 pip_install() { "$VENV/bin/python" -m pip install -q "${constraint_args[@]}" "$@"; }
 
-echo "[setup] installing reasoner[$EXTRAS] into $VENV"
+# The distribution was called `reasoner` before 0.2 (a name taken on PyPI): an old editable install would keep
+# mapping the renamed packages to paths that no longer exist.
+if "$VENV/bin/python" -m pip show reasoner >/dev/null 2>&1; then
+  "$VENV/bin/python" -m pip uninstall -q -y reasoner
+fi
+echo "[setup] installing reasoner-rl[$EXTRAS] into $VENV"
 if ! pip_install -e ".[$EXTRAS]"; then
   if ! has_gpu; then
     # The CPU wheel is not on PyPI for Linux; fall back to PyTorch's CPU index.

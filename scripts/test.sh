@@ -10,9 +10,9 @@ cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv}
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-echo "== lint: ruff (whole tree), mypy (reasoner/algorithms, verifiers)"
+echo "== lint: ruff (whole tree), mypy (reasoner/algorithms, reasoner_verifiers)"
 "$VENV/bin/ruff" check --quiet .
-"$VENV/bin/mypy" reasoner/algorithms verifiers
+"$VENV/bin/mypy" reasoner/algorithms reasoner_verifiers
 
 echo "== main suite"
 "$VENV/bin/python" -m pytest -q -m "not hostile and not vllm and not distributed" "$@"

@@ -2,9 +2,9 @@
 not be.
 
     sandbox    imports nothing of ours
-    verifiers  imports sandbox only
+    reasoner_verifiers  imports sandbox only
     reasoner   imports both
-    sandbox and verifiers never import torch
+    sandbox and reasoner_verifiers never import torch
 
 Every `import` statement counts, also those inside functions (lazy imports still make circles a reader must
 untangle); only imports under `if TYPE_CHECKING:` are skipped. An edge goes to the module imported (`from a.b
@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("sandbox", "verifiers", "reasoner")
-ALLOWED = {"sandbox": set(), "verifiers": {"sandbox"}, "reasoner": {"sandbox", "verifiers"}}
-NO_TORCH = ("sandbox", "verifiers")
+PACKAGES = ("sandbox", "reasoner_verifiers", "reasoner")
+ALLOWED = {"sandbox": set(), "reasoner_verifiers": {"sandbox"}, "reasoner": {"sandbox", "reasoner_verifiers"}}
+NO_TORCH = ("sandbox", "reasoner_verifiers")
 
 
 def _modules() -> dict[str, Path]:

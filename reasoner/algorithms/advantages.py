@@ -1,10 +1,13 @@
-"""Outcome-reward advantage estimators for group sampling (GRPO family).
+"""Advantage estimators: outcome rewards with group baselines (GRPO family) and, registered here by
+`token_advantages.py`, the token-level ones (gae with a critic, reinforce_pp).
 
 Every prompt is sampled `G` times and the `G` completions are contiguous, so the rewards `[N]` reshape to
 `[N / G, G]` groups. Each estimator maps one scalar reward per sequence to one scalar advantage per sequence; the
 policy loss broadcasts it over the sequence's tokens. Simplifications, on purpose:
 
-- outcome rewards only (one number per sequence): no per-token rewards, no value model, no GAE;
+- the estimators of this file take one reward per sequence; token-level estimators (per-token rewards, a value
+  model's predictions: `gae`, `reinforce_pp`) are registered with `register_token_level`, listed in
+  `TOKEN_LEVEL_ESTIMATORS`, and called through `token_advantages.compute_token_advantages`;
 - the arithmetic runs in float64 (N is at most a few thousand, so this is free) and the result is float32;
 - a group whose rewards are all equal gets advantages of exactly 0 (not `0 / (tiny + eps)` round-off noise),
   so "no learning signal" is visible as exact zeros in logs and costs nothing downstream.
@@ -16,14 +19,36 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from reasoner.algorithms.registry import Registry
 
-AdvantageFn = Callable[..., Tensor]
+AdvantageFn = Callable[..., Any]
 ADVANTAGE_ESTIMATORS: Registry[AdvantageFn] = Registry("advantage estimator")
+TOKEN_LEVEL_ESTIMATORS: dict[str, bool] = {}   # token-level estimator name -> whether it needs a critic's values
+
+
+def register_token_level(name: str, *, needs_values: bool) -> Callable[[AdvantageFn], AdvantageFn]:
+    """Register a token-level estimator `(token_rewards[N, T], [values[N, T],] mask[N, T], *, options) ->
+    (advantages[N, T], returns[N, T])` in `ADVANTAGE_ESTIMATORS` (so `algorithm.advantage` accepts its name)."""
+
+    def decorator(fn: AdvantageFn) -> AdvantageFn:
+        TOKEN_LEVEL_ESTIMATORS[name] = needs_values
+        return ADVANTAGE_ESTIMATORS.register(name)(fn)
+
+    return decorator
+
+
+def is_token_level(name: str) -> bool:
+    return name in TOKEN_LEVEL_ESTIMATORS
+
+
+def needs_critic(name: str) -> bool:
+    """Whether the estimator `name` needs a value model's predictions (gae)."""
+    return TOKEN_LEVEL_ESTIMATORS.get(name, False)
 
 
 def compute_advantages(
@@ -42,6 +67,9 @@ def compute_advantages(
         `[N]` float32 advantages on the device of `rewards`.
     """
     fn = ADVANTAGE_ESTIMATORS.get(name)
+    if is_token_level(name):
+        raise ValueError(f"advantage estimator {name!r} is token-level (per-token rewards"
+                         f"{', a critic' if needs_critic(name) else ''}): use compute_token_advantages")
     unknown = sorted(set(options) - set(ADVANTAGE_ESTIMATORS.option_names(name)))
     if unknown:
         raise ValueError(f"advantage estimator {name!r} takes no option {unknown[0]!r} "

@@ -1,17 +1,22 @@
-"""Clipped-surrogate policy losses (PPO / GRPO / DAPO), registered by name.
+"""Policy losses, registered by name: the PPO clipped surrogate here; the other families beside it.
 
-`ppo_clip` is the token-level PPO objective with the ratio `exp(logprobs - old_logprobs)`:
+`ppo_clip` is the token-level PPO objective with the ratio `r = exp(logprobs - old_logprobs)`:
 
-    loss_t = max(-A * ratio, -A * clip(ratio, 1 - clip_low, 1 + clip_high))          (clip-higher: DAPO)
-    loss_t = min(loss_t, -dual_clip * A)   where A < 0                                (dual clip, as verl)
-    loss_t = loss_t * is_weights           (truncated importance-sampling correction, detached)
+    loss_t = max(-A * r, -A * clip(r, 1 - clip_low, 1 + clip_high))          (clip-higher: DAPO)
+    loss_t = min(loss_t, -dual_clip * A)   where A < 0                        (dual clip, as verl)
+    loss_t = loss_t * is_weights           (rollout correction / truncated importance sampling, detached)
 
-then aggregated over tokens by `aggregate_loss` (the `loss_agg` switch). `gspo` replaces the per-token ratio by
-the sequence's length-normalised ratio `exp(mean_t (logprobs - old_logprobs))` (GSPO, arXiv 2507.18071), with
-the gradient flowing per token as in the paper's GSPO-token form; the paper clips it much tighter (e.g.
-clip_low=3e-4, clip_high=4e-4) and pairs it with `seq-mean-token-mean`.
+then aggregated over tokens by `aggregate_loss` (the `loss_agg` switch). The other families register into the
+same `POLICY_LOSSES` from their own modules: sequence-level ratios (`gspo`, `gspo_token`, `gmpo`) in
+`sequence_losses.py`, ratio-reweighted gradients (`cispo`, `sapo`) in `reweighted_losses.py`. docs/algorithms.md
+has one table of them all, with formulas, sources and the matching TRL / verl names.
 
-Simplifications and guards: the log-ratio is clamped to [-20, 20] before `exp` (as verl does), so a broken
+Contract of a registered loss: `(logprobs, old_logprobs, advantages, mask, *, <its hyperparameters>) ->
+(per-token loss [N, T], PolicyLossStats)`; inputs arrive as `[N, T]` in one float dtype (>= float32), with
+`old_logprobs` and `advantages` detached. A loss defined per sequence (GSPO, GMPO) puts its sequence's value on
+each of its tokens, so `seq-mean-token-mean` is its per-sequence mean.
+
+Simplifications and guards: log-ratios are clamped to [-20, 20] before `exp` (as verl does), so a broken
 batch yields a large finite loss rather than inf/NaN; beyond the clamp the gradient is 0. A KL-to-reference
 term is not part of this loss: the trainer adds `beta * kl_penalty(...)`, aggregated the same way, when it
 wants one. Statistics are detached 0-dim tensors (no device sync until a caller reads them).
@@ -36,8 +41,8 @@ LOG_RATIO_CLAMP = 20.0
 class PolicyLossStats:
     """Detached 0-dim tensors, means over the real (masked-in) tokens; 0 when there are none."""
 
-    clip_frac_low: Tensor  # A < 0 and ratio < 1 - clip_low: the lower bound is active (no gradient)
-    clip_frac_high: Tensor  # A > 0 and ratio > 1 + clip_high: the upper bound is active (no gradient)
+    clip_frac_low: Tensor  # the lower clip bound is active (ppo_clip: A < 0 and ratio < 1 - clip_low)
+    clip_frac_high: Tensor  # the upper clip bound is active (ppo_clip: A > 0 and ratio > 1 + clip_high)
     clip_frac_dual: Tensor  # A < 0 and ratio > dual_clip: the dual-clip cap is active (no gradient)
     approx_kl: Tensor  # k3 estimate of KL(pi_old || pi): mean of expm1(log_ratio) - log_ratio
     ratio_mean: Tensor
@@ -76,7 +81,8 @@ def policy_loss(
         mask: `[N, T]` 1.0 on real response tokens.
         name: one of `POLICY_LOSSES.names()`.
         loss_agg, num_tokens, num_seqs, norm_length: see `aggregate_loss`.
-        is_weights: `[N, T]` truncated importance-sampling weights multiplying the per-token loss (detached).
+        is_weights: `[N, T]` rollout-correction weights multiplying the per-token loss (detached; see
+            `rollout_correction`).
         **options: the loss's own hyperparameters (its keyword-only parameters), e.g. for the clipped losses
             `clip_low` / `clip_high` (the ratio is clipped to `[1 - clip_low, 1 + clip_high]`; `clip_high=None`
             means `clip_low`, DAPO's clip-higher uses 0.2 / 0.28) and `dual_clip` (`c > 1` caps the loss of
@@ -129,11 +135,18 @@ def _check_inputs(
     return advantages
 
 
-def _clip_range(clip_low: float, clip_high: float | None, dual_clip: float | None) -> float:
-    """Validate the clipped losses' hyperparameters; returns `clip_high` (`clip_low` when None)."""
+def clip_range(clip_low: float, clip_high: float | None, dual_clip: float | None = None, *,
+               low_max: float = 1.0, low_inclusive: bool = False) -> float:
+    """Validate the clipped losses' hyperparameters; returns `clip_high` (`clip_low` when None).
+
+    Ratio clipping to `[1 - clip_low, 1 + clip_high]` needs `0 <= clip_low < 1`; CISPO also allows `clip_low = 1`
+    (`low_inclusive`: no lower bound); GMPO clips log-ratios, where any `clip_low >= 0` is a bound
+    (`low_max=inf`).
+    """
     clip_high = clip_low if clip_high is None else clip_high
-    if not 0.0 <= clip_low < 1.0:
-        raise ValueError(f"clip_low must be in [0, 1), got {clip_low}")
+    if not (0.0 <= clip_low < low_max or (low_inclusive and clip_low == low_max)):
+        bracket = "]" if low_inclusive else ")"
+        raise ValueError(f"clip_low must be in [0, {low_max:g}{bracket}, got {clip_low}")
     if clip_high < 0.0:
         raise ValueError(f"clip_high must be >= 0, got {clip_high}")
     if dual_clip is not None and dual_clip <= 1.0:
@@ -141,7 +154,7 @@ def _clip_range(clip_low: float, clip_high: float | None, dual_clip: float | Non
     return clip_high
 
 
-def _clipped_surrogate(
+def clipped_surrogate(
     ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float, dual_clip: float | None
 ) -> Tensor:
     """Per-token `max(-A r, -A clip(r))`, capped at `-c A` where `A < 0` when `dual_clip=c`. All `[N, T]`."""
@@ -153,35 +166,54 @@ def _clipped_surrogate(
     return loss
 
 
+def clip_indicators(
+    ratio: Tensor, advantages: Tensor, clip_low: float, clip_high: float, dual_clip: float | None
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Where each bound of the clipped surrogate is active (no gradient there): `(low, high, dual)` bool `[N, T]`."""
+    low = (advantages < 0) & (ratio < 1.0 - clip_low)
+    high = (advantages > 0) & (ratio > 1.0 + clip_high)
+    dual = (advantages < 0) & (ratio > dual_clip) if dual_clip is not None else None
+    return low, high, dual
+
+
 @torch.no_grad()
-def _stats(
+def loss_stats(
     ratio: Tensor,
     log_ratio: Tensor,
-    advantages: Tensor,
     mask: Tensor,
-    clip_low: float,
-    clip_high: float,
-    dual_clip: float | None,
+    low: Tensor | None = None,
+    high: Tensor | None = None,
+    dual: Tensor | None = None,
 ) -> PolicyLossStats:
-    """Masked token means of the clip indicators, k3 KL and ratio; all inputs `[N, T]`."""
+    """Masked token means of the clip indicators (bool `[N, T]`, None -> 0), k3 KL and the ratio `[N, T]`."""
     real = mask != 0
     count = real.sum().clamp(min=1).to(ratio.dtype)
-
-    def frac(indicator: Tensor) -> Tensor:
-        return (indicator & real).sum().to(ratio.dtype) / count
-
     zero = torch.zeros((), dtype=ratio.dtype, device=ratio.device)
-    dual = frac((advantages < 0) & (ratio > dual_clip)) if dual_clip is not None else zero
+
+    def frac(indicator: Tensor | None) -> Tensor:
+        return zero if indicator is None else (indicator & real).sum().to(ratio.dtype) / count
+
     k3 = kl_k3(-log_ratio)  # KL(old || new) from samples of old: (r - 1) - log r
     ratio_max = torch.where(real, ratio, torch.full_like(ratio, -torch.inf)).amax() if ratio.numel() else zero
     return PolicyLossStats(
-        clip_frac_low=frac((advantages < 0) & (ratio < 1.0 - clip_low)),
-        clip_frac_high=frac((advantages > 0) & (ratio > 1.0 + clip_high)),
-        clip_frac_dual=dual,
+        clip_frac_low=frac(low),
+        clip_frac_high=frac(high),
+        clip_frac_dual=frac(dual),
         approx_kl=torch.where(real, k3, zero).sum() / count,
         ratio_mean=torch.where(real, ratio, zero).sum() / count,
         ratio_max=torch.where(torch.isfinite(ratio_max), ratio_max, zero),
     )
+
+
+def token_log_ratio(logprobs: Tensor, old_logprobs: Tensor) -> Tensor:
+    """`logprobs - old_logprobs`, clamped to `[-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP]`. `[N, T]`."""
+    return (logprobs - old_logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+
+
+def sequence_mean(values: Tensor, mask: Tensor) -> Tensor:
+    """Mean over each row's real tokens, `[N, 1]` (0 for an empty row); padding values never leak in."""
+    real = torch.where(mask != 0, values * mask, torch.zeros((), dtype=values.dtype, device=values.device))
+    return real.sum(dim=-1, keepdim=True) / mask.sum(dim=-1, keepdim=True).clamp(min=1)
 
 
 @POLICY_LOSSES.register("ppo_clip")
@@ -196,38 +228,9 @@ def ppo_clip_loss(
     dual_clip: float | None = None,
 ) -> tuple[Tensor, PolicyLossStats]:
     """Token-level PPO clipped surrogate: per-token loss `[N, T]` and stats. Inputs `[N, T]`."""
-    clip_high = _clip_range(clip_low, clip_high, dual_clip)
-    log_ratio = (logprobs - old_logprobs).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
+    clip_high = clip_range(clip_low, clip_high, dual_clip)
+    log_ratio = token_log_ratio(logprobs, old_logprobs)
     ratio = torch.exp(log_ratio)
-    loss = _clipped_surrogate(ratio, advantages, clip_low, clip_high, dual_clip)
-    return loss, _stats(ratio, log_ratio, advantages, mask, clip_low, clip_high, dual_clip)
-
-
-@POLICY_LOSSES.register("gspo")
-def gspo_loss(
-    logprobs: Tensor,
-    old_logprobs: Tensor,
-    advantages: Tensor,
-    mask: Tensor,
-    *,
-    clip_low: float = 0.2,
-    clip_high: float | None = None,
-    dual_clip: float | None = None,
-) -> tuple[Tensor, PolicyLossStats]:
-    """GSPO: the clipped surrogate with the sequence ratio `s_i = exp(mean_t log_ratio)` on every token.
-
-    GSPO-token form: `log s_{i,t} = sg[log s_i] + logprobs_t - sg[logprobs_t]`, so the value is `s_i` and the
-    gradient of token t is `s_i * grad logprobs_t`; clipping is decided per sequence. Inputs `[N, T]`.
-    Stats: clip fractions and ratios use `s_i` (per token of the sequence); approx_kl is per token.
-    """
-    clip_high = _clip_range(clip_low, clip_high, dual_clip)
-    token_log_ratio = (logprobs - old_logprobs).detach()
-    lengths = mask.sum(dim=-1, keepdim=True)
-    real_log_ratio = torch.where(mask != 0, token_log_ratio * mask, torch.zeros_like(token_log_ratio))
-    seq_log_ratio = real_log_ratio.sum(dim=-1, keepdim=True) / lengths.clamp(min=1)
-    log_ratio = (seq_log_ratio + logprobs - logprobs.detach()).clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP)
-    ratio = torch.exp(log_ratio)
-    loss = _clipped_surrogate(ratio, advantages, clip_low, clip_high, dual_clip)
-    stats = _stats(ratio.detach(), token_log_ratio.clamp(-LOG_RATIO_CLAMP, LOG_RATIO_CLAMP),
-                   advantages, mask, clip_low, clip_high, dual_clip)
-    return loss, stats
+    loss = clipped_surrogate(ratio, advantages, clip_low, clip_high, dual_clip)
+    indicators = clip_indicators(ratio, advantages, clip_low, clip_high, dual_clip)
+    return loss, loss_stats(ratio, log_ratio, mask, *indicators)

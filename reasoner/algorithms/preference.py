@@ -142,8 +142,8 @@ def pair_indices(rewards: Tensor, lengths: Tensor, groups: Tensor, *, rule: str 
         rule: `best_worst` — the highest reward against the lowest (ties: the lowest index, i.e. a uniform
             pick among i.i.d. samples, so the pairs carry no length bias); `all` — every pair with a higher
             reward against a lower one (for a binary grader every correct x incorrect); `short_long` — Kimi
-            k1.5's long2short pairs: the shortest of the best answers against the longest answer longer than it
-            (correct or not).
+            k1.5's long2short pairs: the shortest of the best answers against the longest answer longer than
+            it (correct or not).
         max_pairs_per_group: > 0 keeps a random subset of that many pairs per group (`generator` seeds it).
 
     A group with no contrast (all rewards equal; for `short_long`, no longer answer) gives no pair.

@@ -74,7 +74,47 @@ def arithmetic_task(n: int, *, split: str = "train", seed: int = 0, direct_fract
     return with_direct_answers(rows, direct_fraction, seed=seed) if direct_fraction else rows
 
 
-TASKS: dict[str, Callable[..., list[dict]]] = {"arithmetic": arithmetic_task}
+PREFERENCE_KINDS = ("slip", "bare", "mistyped")
+
+
+def arithmetic_preferences(n: int, *, split: str = "train", seed: int = 0,
+                           kinds: tuple[str, ...] | list[str] = PREFERENCE_KINDS) -> list[dict]:
+    """Preference pairs on the `arithmetic` problems (a reward model's training data, `reasoner rm`): `chosen`
+    is the correct worked solution, `rejected` a wrong answer to the same problem, of a kind drawn from `kinds`:
+
+    - `slip`: one partial sum off by 1-3, the later steps carried on from it: a consistent chain, wrong total;
+    - `bare`: an empty `<think>` and a wrong answer (off by 1-5);
+    - `mistyped`: the correct chain, then an `<answer>` that differs from its last partial sum by 1-5.
+    Every chosen answer is right and every rejected one wrong (the math verifier agrees); `kind` says which."""
+    unknown = sorted(set(kinds) - set(PREFERENCE_KINDS))
+    if unknown or not kinds:
+        raise ValueError(f"arithmetic_preferences: kinds must be a non-empty subset of {PREFERENCE_KINDS}")
+    rng = random.Random(f"preferences-{seed}-{split}")
+    rows = []
+    for row in arithmetic(n, split=split, seed=seed):
+        terms = [int(t) for t in row["problem"][len("What is "):-1].split(" + ")]
+        kind = rng.choice(list(kinds))
+        off = rng.choice([-1, 1]) * rng.randint(1, 3 if kind == "slip" else 5)
+        if int(row["answer"]) + off < 0 or terms[0] + terms[1] + off < 0:
+            off = abs(off)  # no negative numbers: the task never writes one
+        if kind == "bare":
+            rejected = f"<think>\n</think>\n<answer>{int(row['answer']) + off}</answer>"
+        else:
+            wrong_at = rng.randrange(1, len(terms)) if kind == "slip" else len(terms)
+            steps, total = [], terms[0]
+            for i, t in enumerate(terms[1:], 1):
+                shown = total + t + (off if i == wrong_at else 0)
+                steps.append(f"{total}+{t}={shown}")
+                total = shown
+            answer = total + off if kind == "mistyped" else total
+            rejected = "<think>\n" + "\n".join(steps) + f"\n</think>\n<answer>{answer}</answer>"
+        rows.append({"id": row["id"], "problem": row["problem"], "answer": row["answer"], "chosen": row["response"],
+                     "rejected": rejected, "kind": kind})
+    return rows
+
+
+TASKS: dict[str, Callable[..., list[dict]]] = {"arithmetic": arithmetic_task,
+                                               "arithmetic_preferences": arithmetic_preferences}
 
 
 def make_task_rows(name: str, n: int, *, split: str, seed: int, **options) -> list[dict]:

@@ -82,7 +82,7 @@ def vote_key(pred: str | None) -> str | None:
     """The form answers are compared in for majority voting (the math verifier's string normaliser)."""
     if pred is None or not pred.strip():
         return None
-    from verifiers import normalize_answer
+    from reasoner_verifiers import normalize_answer
     try:
         return normalize_answer(pred)
     except Exception:  # a normaliser failure must not lose a vote: fall back to the raw answer

@@ -1,7 +1,7 @@
 """Sample-and-grade: the core every evaluation path shares (`reasoner eval`, the pipeline and demo's eval stage,
 distillation).
 
-Grading goes through the same `verifiers.RewardSpec` the trainer rewards with, so a training reward, an
+Grading goes through the same `reasoner_verifiers.RewardSpec` the trainer rewards with, so a training reward, an
 evaluation metric and a distillation filter can never disagree about what "correct" means.
 """
 from __future__ import annotations

@@ -24,17 +24,19 @@ def smooth(values: list[float], weight: float) -> list[float]:
     return out
 
 
-def plot_run(records: list[dict[str, Any]], out_dir: str | Path, *, smoothing: float = 0.8) -> list[Path]:
-    """Writes reward.png, pass_at_k.png and lengths.png into `out_dir`; returns their paths."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+Figure = tuple[str, str, list[tuple[str, str]]]  # title, y label, [(metric key, legend label)]
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+SFT_FIGURES: dict[str, Figure] = {
+    "loss.png": ("SFT loss", "cross-entropy per response token", [("loss", "loss")]),
+    "grad_norm.png": ("Gradient norm", "L2 norm before clipping", [("grad_norm", "grad norm")]),
+    "lr.png": ("Learning rate", "lr", [("lr", "lr")]),
+}
+
+
+def grpo_figures(records: list[dict[str, Any]]) -> dict[str, Figure]:
     verifier_keys = sorted({k for r in records for k in r if k.startswith("reward/") and k.endswith("/mean")
                             and k.count("/") == 2})
-    figures = {
+    return {
         "reward.png": ("Reward", "mean reward per sample",
                        [("reward/mean", "total")] + [(k, k.split("/")[1]) for k in verifier_keys]),
         "pass_at_k.png": ("pass@k within groups", "fraction of prompts solved", [("pass@1", "pass@1"),
@@ -43,6 +45,20 @@ def plot_run(records: list[dict[str, Any]], out_dir: str | Path, *, smoothing: f
                                                       ("length/incorrect/mean", "incorrect"),
                                                       ("length/truncated/mean", "truncated")]),
     }
+
+
+def plot_run(records: list[dict[str, Any]], out_dir: str | Path, *, smoothing: float = 0.8,
+             figures: dict[str, Figure] | None = None) -> list[Path]:
+    """Writes one PNG per figure into `out_dir` (default: a GRPO run's reward.png, pass_at_k.png and
+    lengths.png); returns their paths."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    if figures is None:
+        figures = grpo_figures(records)
     paths = []
     for filename, (title, ylabel, curves) in figures.items():
         fig, ax = plt.subplots(figsize=(6, 3.6), dpi=110)

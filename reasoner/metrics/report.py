@@ -15,16 +15,20 @@ def _window_mean(records: list[dict[str, Any]], key: str, first: bool, width: in
     return sum(values) / len(values) if values else None
 
 
+SFT_HEADLINE = ["loss", "grad_norm", "lr", "tokens", "time/step"]
+
+
 def write_report(path: str | Path, *, title: str, records: list[dict[str, Any]], plots: list[Path],
-                 summary: dict[str, Any] | None = None, notes: list[str] | None = None) -> Path:
+                 summary: dict[str, Any] | None = None, notes: list[str] | None = None,
+                 headline: list[str] = HEADLINE) -> Path:
     path = Path(path)
     lines = [f"# {title}", ""]
     if summary:
         lines += ["| | |", "|---|---|"] + [f"| {k} | {_fmt(v)} |" for k, v in summary.items()] + [""]
     if records:
-        lines += [f"Steps logged: {len(records)} (means of the first and last 5 steps)", "",
+        lines += [f"Steps logged: {len(records)} (means of the first and last 5 logged steps)", "",
                   "| metric | start | end |", "|---|---|---|"]
-        for key in HEADLINE:
+        for key in headline:
             start, end = _window_mean(records, key, True), _window_mean(records, key, False)
             if start is not None:
                 lines.append(f"| {key} | {_fmt(start)} | {_fmt(end)} |")

@@ -63,19 +63,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_model(cfg: ModelConfig, *, path: str | None = None, trainable: bool = True):
-    """`AutoModelForCausalLM.from_pretrained` with our dtype/device/attention settings."""
+def load_model(cfg: ModelConfig, *, path: str | None = None, trainable: bool = True, auto_class=None,
+               **extra):
+    """`AutoModelForCausalLM.from_pretrained` with our dtype/device/attention settings (`auto_class` another
+    Auto class, e.g. for value and reward models; `extra` further `from_pretrained` keywords)."""
     from transformers import AutoModelForCausalLM
 
     source = path or cfg.path
     check_source(source)
     if cfg.dtype not in _DTYPES:
         raise ModelLoadError(f"model.dtype must be one of {', '.join(_DTYPES)}; got {cfg.dtype!r}")
-    kwargs = {"dtype": _DTYPES[cfg.dtype], "trust_remote_code": cfg.trust_remote_code}
+    kwargs = {"dtype": _DTYPES[cfg.dtype], "trust_remote_code": cfg.trust_remote_code, **extra}
     if cfg.attn_implementation:
         kwargs["attn_implementation"] = cfg.attn_implementation
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, **kwargs)
+        model = (auto_class or AutoModelForCausalLM).from_pretrained(source, **kwargs)
     except OSError as e:
         raise _load_error(source, "model", e) from e
     model.to(resolve_device(cfg.device))

@@ -4,11 +4,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from reasoner.config import ConfigError
 from reasoner.data.datasets import DataConfig
 from reasoner.data.templates import PromptConfig
 from reasoner.models.loading import ModelConfig
 from reasoner.training.backend import DistributedConfig
-from reasoner.training.config import PROMPT_RENAMES, OptimConfig
+from reasoner.training.config import PROMPT_RENAMES, OptimConfig, RunLogConfig
 
 
 def _sft_optim() -> OptimConfig:
@@ -28,8 +29,18 @@ class LoraSettings:
 
 
 @dataclass
+class SFTLogConfig(RunLogConfig):
+    every: int = 10                           # metrics every N optimizer steps (and at the last)
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.every < 1:
+            raise ConfigError(f"log.every must be >= 1, got {self.every}")
+
+
+@dataclass
 class SFTConfig:
-    RENAMED: ClassVar[dict[str, str]] = PROMPT_RENAMES
+    RENAMED: ClassVar[dict[str, str]] = {**PROMPT_RENAMES, "log_every": "log.every", "progress": "log.progress"}
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -46,8 +57,7 @@ class SFTConfig:
     lora: LoraSettings = field(default_factory=LoraSettings)
     seed: int = 0
     out_dir: str = "runs/sft"
-    log_every: int = 10
+    log: SFTLogConfig = field(default_factory=SFTLogConfig)
     threads: int = 0
     keep_freed_memory: bool = True   # glibc: reuse freed heap pages (reasoner/training/allocator.py)
-    progress: bool = True
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # ddp / deepspeed under torchrun

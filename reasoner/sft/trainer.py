@@ -9,7 +9,6 @@ with `save_pretrained` (plus the tokenizer) to `<out_dir>/model`, which the GRPO
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -18,8 +17,13 @@ from typing import Any
 
 import torch
 
+from reasoner.config import to_dict
+from reasoner.metrics.logger import MetricsLogger, read_metrics
+from reasoner.metrics.plots import SFT_FIGURES, plot_run
 from reasoner.metrics.progress import progress_bar
+from reasoner.metrics.report import SFT_HEADLINE, write_report
 from reasoner.models import load_model, tokenizer_for
+from reasoner.models.card import ModelCard, card_metrics, write_model_card
 from reasoner.sft.config import SFTConfig
 from reasoner.sft.data import SFTExample, load_sft_rows, pack_examples, tokenize_examples
 from reasoner.sft.loss import SFTLoss, as_sft_loss
@@ -52,8 +56,10 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
                     max_grad_norm=cfg.optim.max_grad_norm,
                     scorer=SFTLoss(model, fused_head=cfg.optim.fused_head, partitioned=backend.partitions_parameters))
     gen = torch.Generator().manual_seed(cfg.seed)
-    log = (out / "metrics.jsonl").open("w") if backend.is_main else None
-    progress = progress_bar(cfg.progress and backend.is_main, total=total, desc="sft")
+    (out / "metrics.jsonl").unlink(missing_ok=True)  # SFT does not resume: a fresh log per run
+    logger = MetricsLogger(out, report_to=cfg.log.report_to, enabled=backend.is_main, project=cfg.log.project,
+                           run_name=cfg.log.run_name, config=to_dict(cfg))
+    progress = progress_bar(cfg.log.progress and backend.is_main, total=total, desc="sft")
     loss_value, order = float("nan"), []
     backend.train_model.train()
     for step in range(1, total + 1):
@@ -64,21 +70,33 @@ def sft(cfg: SFTConfig, rows: list[dict] | None = None) -> SFTResult:
         loss_value, tokens = train_batch(model, [examples[i] for i in batch_idx], tokenizer.pad_token_id, cfg,
                                          backend.device, backend=backend)
         grad_norm = backend.step(cfg.optim.max_grad_norm)
-        if log is not None and (step % cfg.log_every == 0 or step == total):
-            log.write(json.dumps({"step": step, "loss": loss_value, "grad_norm": grad_norm,
-                                  "lr": backend.scheduler.get_last_lr()[0], "tokens": tokens,
-                                  "time/step": time.perf_counter() - t0}) + "\n")
-            log.flush()
+        if step % cfg.log.every == 0 or step == total:
+            logger.log(step, {"loss": loss_value, "grad_norm": grad_norm, "lr": backend.scheduler.get_last_lr()[0],
+                              "tokens": tokens, "time/step": time.perf_counter() - t0})
         if progress is not None:
             progress.update(1)
             progress.set_postfix(loss=f"{loss_value:.3f}")
     if progress is not None:
         progress.close()
-    if log is not None:
-        log.close()
+    logger.close()
     final = save_model(backend, tokenizer, out, lora=cfg.lora.enabled)
+    if backend.is_main:
+        finish_report(cfg, total, len(examples))
     backend.close()
     return SFTResult(out_dir=out, final_model=final, steps=total, final_loss=loss_value)
+
+
+def finish_report(cfg: SFTConfig, steps: int, num_examples: int) -> None:
+    """`<out_dir>/report.md` and `plots/` (loss, grad norm, lr), as a GRPO run writes them."""
+    out = Path(cfg.out_dir)
+    records = read_metrics(out / "metrics.jsonl")
+    plots = plot_run(records, out / "plots", figures=SFT_FIGURES) if cfg.log.plots and records else []
+    summary = {"data": cfg.data.source, "examples": num_examples, "steps": steps, "batch size": cfg.batch_size,
+               "lr": cfg.optim.lr, "packing": cfg.packing, "lora": cfg.lora.enabled}
+    write_report(out / "report.md", title=f"SFT run: {out.name}", records=records, plots=plots,
+                 headline=SFT_HEADLINE, summary={"model": cfg.model.path, **summary})
+    write_model_card(out / "model", ModelCard(stage="sft", base_model=cfg.model.path, summary=summary,
+                                              metrics=card_metrics(records, ["loss"])))
 
 
 def prepare_examples(tokenizer, rows: list[dict] | None, cfg: SFTConfig) -> list[SFTExample]:
@@ -107,7 +125,7 @@ def wrap_lora(model, cfg: SFTConfig | Any):
     try:
         from peft import LoraConfig, get_peft_model
     except ImportError as e:
-        raise ImportError("lora.enabled needs the `peft` package (pip install 'reasoner[lora]')") from e
+        raise ImportError("lora.enabled needs the `peft` package (pip install 'reasoner-rl[lora]')") from e
     lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
                       target_modules=list(cfg.lora.target_modules), task_type="CAUSAL_LM")
     return get_peft_model(model, lora)

@@ -60,7 +60,10 @@ class TrainBatch:
     engine_logprobs: torch.Tensor        # [N, T] float, sampling log-probs reported by the engine
     old_logprobs: torch.Tensor | None = None   # [N, T] policy before this step's updates (when μ>1 or minibatches>1)
     ref_logprobs: torch.Tensor | None = None   # [N, T] reference policy (when kl_beta > 0)
+    is_weights: torch.Tensor | None = None     # [N, T] rollout-correction weights (set by the update when on)
     row_padding: torch.Tensor | None = None    # [N] bool: rows added only to even out ranks (no loss, not counted)
+    values: torch.Tensor | None = None         # [N, T] the critic's V(s_t) when the rollouts were scored (gae)
+    returns: torch.Tensor | None = None        # [N, T] the critic's regression targets (gae)
     group_size: int = 1                  # rows come in whole groups of this size sharing a prompt (1: unknown)
 
     @property
@@ -105,7 +108,8 @@ class TrainBatch:
             self, input_ids=cut(self.input_ids, False), attention_mask=cut(self.attention_mask, False),
             position_ids=cut(self.position_ids, False), response_mask=cut(self.response_mask, True),
             engine_logprobs=cut(self.engine_logprobs, True), old_logprobs=cut(self.old_logprobs, True),
-            ref_logprobs=cut(self.ref_logprobs, True),
+            ref_logprobs=cut(self.ref_logprobs, True), is_weights=cut(self.is_weights, True),
+            values=cut(self.values, True), returns=cut(self.returns, True),
         )
 
 
@@ -120,6 +124,8 @@ class TrainRow:
     advantage: float | list[float]           # one per sequence, or one per response token
     old_logprobs: list[float] | None = None
     ref_logprobs: list[float] | None = None
+    values: list[float] | None = None
+    returns: list[float] | None = None
 
 
 def batch_rows(batch: TrainBatch) -> list[TrainRow]:
@@ -139,7 +145,8 @@ def batch_rows(batch: TrainBatch) -> list[TrainRow]:
                             response_mask=resp(batch.response_mask, i, n),
                             engine_logprobs=resp(batch.engine_logprobs, i, n),
                             advantage=float(adv) if adv.dim() == 0 else adv[:n].cpu().tolist(),
-                            old_logprobs=resp(batch.old_logprobs, i, n), ref_logprobs=resp(batch.ref_logprobs, i, n)))
+                            old_logprobs=resp(batch.old_logprobs, i, n), ref_logprobs=resp(batch.ref_logprobs, i, n),
+                            values=resp(batch.values, i, n), returns=resp(batch.returns, i, n)))
     return out
 
 
@@ -153,7 +160,7 @@ def batch_from_rows(rows: Sequence[TrainRow], pad_id: int, *, group_size: int = 
     attention = torch.zeros((n, width_p + width_t), dtype=torch.long)
     per_token = isinstance(rows[0].advantage, list)
     fields_t = {name: torch.zeros((n, width_t)) for name in ("response_mask", "engine_logprobs")}
-    optional = {name: torch.zeros((n, width_t)) for name in ("old_logprobs", "ref_logprobs")
+    optional = {name: torch.zeros((n, width_t)) for name in ("old_logprobs", "ref_logprobs", "values", "returns")
                 if getattr(rows[0], name) is not None}
     advantages = torch.zeros((n, width_t)) if per_token else torch.zeros(n)
     for i, r in enumerate(rows):

@@ -1,7 +1,9 @@
 """Checkpoints that resume exactly: model (safetensors) + optimizer + scheduler + every RNG + data position + step.
 
 Layout: `<out_dir>/checkpoints/step-000050/{model/, optimizer.pt, scheduler.pt, rng-<rank>.pt, state.json}`; under
-DeepSpeed the optimizer and scheduler state is `deepspeed/` instead (one optimizer partition per rank). The model
+DeepSpeed the optimizer and scheduler state is `deepspeed/` instead (one optimizer partition per rank). Further
+models trained beside the policy (the PPO critic) have a folder each, `<name>/`, holding their weights and their
+own optimizer and scheduler state in the same layout. The model
 folder always holds full Hugging Face weights, whatever the backend. A checkpoint is written into a temporary
 folder and renamed into place only when complete, so a process killed mid-save (`kill -9`) leaves the previous
 checkpoint as the newest valid one. On resume the newest complete checkpoint is loaded and `metrics.jsonl` is cut
@@ -17,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -52,8 +55,9 @@ def latest_checkpoint(out_dir: str | Path) -> Path | None:
 
 
 def save_checkpoint(out_dir: str | Path, state: TrainerState, backend: Backend, tokenizer, *,
-                    rng_extra: dict | None = None, keep: int = 2) -> Path:
-    """Write a checkpoint of the current step (every rank calls this); returns its folder."""
+                    rng_extra: dict | None = None, keep: int = 2, extra: Mapping[str, Backend] | None = None) -> Path:
+    """Write a checkpoint of the current step (every rank calls this); returns its folder. `extra`: further
+    models by folder name (e.g. `{"critic": critic_backend}`), saved with their optimizer and scheduler."""
     root = checkpoint_dir(out_dir)
     final = root / f"step-{state.step:06d}"
     tmp = root / f"step-{state.step:06d}.tmp"
@@ -63,6 +67,9 @@ def save_checkpoint(out_dir: str | Path, state: TrainerState, backend: Backend, 
     backend.barrier()
     backend.save_model(tmp / "model", tokenizer)
     backend.save_training_state(tmp)
+    for name, other in (extra or {}).items():
+        other.save_model(tmp / name, tokenizer)
+        other.save_training_state(tmp / name)
     torch.save({**rng_state(), **(rng_extra or {})}, tmp / f"rng-{backend.rank}.pt")
     backend.barrier()
     if backend.is_main:
@@ -81,8 +88,10 @@ def load_trainer_state(ckpt: Path) -> TrainerState:
     return TrainerState(**json.loads((ckpt / STATE_FILE).read_text()))
 
 
-def restore_checkpoint(ckpt: Path, backend: Backend) -> tuple[TrainerState, dict]:
-    """Loads optimizer, scheduler and this rank's RNG state (the model itself is loaded from `ckpt / 'model'`).
+def restore_checkpoint(ckpt: Path, backend: Backend,
+                       extra: Mapping[str, Backend] | None = None) -> tuple[TrainerState, dict]:
+    """Loads optimizer, scheduler and this rank's RNG state (the model itself is loaded from `ckpt / 'model'`;
+    each `extra` backend's optimizer and scheduler from `ckpt / name`, its model from there too).
 
     Returns the trainer state and this rank's RNG record (with any extra generator states saved with it)."""
     state = load_trainer_state(ckpt)
@@ -90,6 +99,8 @@ def restore_checkpoint(ckpt: Path, backend: Backend) -> tuple[TrainerState, dict
         raise ValueError(f"{ckpt} was written by {state.world_size} process(es) ({state.backend}); resume it with "
                          f"the same number (this run has {backend.world_size})")
     backend.load_training_state(ckpt)
+    for name, other in (extra or {}).items():
+        other.load_training_state(ckpt / name)
     rng = load_state_file(ckpt / f"rng-{backend.rank}.pt")
     set_rng_state(rng)
     return state, rng

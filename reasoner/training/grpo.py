@@ -2,8 +2,8 @@
 
 One step:  sample G completions per prompt (rollout engine)
         -> score them (verifiers reward spec)
-        -> group-relative advantages (reasoner.algorithms)
-        -> μ optimisation passes over minibatches (reasoner.training.update)
+        -> group-relative advantages (reasoner.algorithms), or GAE over a critic's values (training/critic.py)
+        -> μ optimisation passes over minibatches (reasoner.training.update), then the critic's update
         -> engine weight sync, verified by a probe (engines with their own weights: vLLM)
         -> metrics, samples, checkpoint.
 
@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from reasoner.algorithms import kl_penalty, sequence_kl, step_advantages
+from reasoner.config import to_dict
 from reasoner.data import build_prompts, load_examples
 from reasoner.data.templates import Prompt
 from reasoner.metrics.logger import MetricsLogger, read_metrics
@@ -30,7 +31,9 @@ from reasoner.metrics.plots import plot_run
 from reasoner.metrics.progress import progress_bar
 from reasoner.metrics.report import write_report
 from reasoner.metrics.rollout_stats import rollout_metrics
+from reasoner.metrics.sinks import check_sinks
 from reasoner.models import load_model, tokenizer_for
+from reasoner.models.card import ModelCard, card_metrics, write_model_card
 from reasoner.rollout import RolloutEngine, SamplingParams, check_engine, make_engine
 from reasoner.training.backend import Backend
 from reasoner.training.batch import Rollouts, TrainBatch, collate
@@ -42,6 +45,15 @@ from reasoner.training.checkpoint import (
     truncate_jsonl,
 )
 from reasoner.training.config import TrainConfig
+from reasoner.training.critic import (
+    CRITIC_DIR,
+    Critic,
+    attach_targets,
+    build_critic,
+    policy_waits,
+    token_inputs,
+    update_critic,
+)
 from reasoner.training.interrupt import TrainingInterrupted, stop_between_steps
 from reasoner.training.logprobs import PolicyScorer, score_logprobs
 from reasoner.training.optim import build_optimizer, build_scheduler
@@ -57,7 +69,7 @@ from reasoner.training.sync_check import (
     is_enabled,
 )
 from reasoner.training.update import needs_old_logprobs, update_policy
-from verifiers import RewardSpec
+from reasoner_verifiers import RewardSpec
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -80,6 +92,7 @@ class Trainer:
     sampling: SamplingParams
     logger: MetricsLogger
     probe: SyncProbe | None = None              # verified weight sync (engines that own their weights)
+    critic: Critic | None = None                # the value model (algorithm.advantage: gae)
     group_rewards: GroupRewards = field(default_factory=GroupRewards)  # length terms of reward.verifiers
     state: TrainerState = field(default_factory=TrainerState)
 
@@ -136,9 +149,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         trainer.reward_spec.close()
     final = out / "model"
     trainer.backend.save_model(final, trainer.tokenizer)
+    if trainer.critic is not None:
+        trainer.critic.backend.save_model(out / CRITIC_DIR, trainer.tokenizer)
     records = read_metrics(out / "metrics.jsonl")
     if trainer.backend.is_main:
         finish_report(cfg, records)
+        write_model_card(final, grpo_card(cfg, records))
     trainer.backend.close()  # only on success: after a failure on one rank a final barrier would wait in vain
     return TrainResult(out_dir=out, final_model=final, steps=trainer.state.step, metrics=records)
 
@@ -153,6 +169,7 @@ def setup(cfg: TrainConfig) -> Trainer:
     ckpt = latest_checkpoint(out) if cfg.resume else None
     # Everything that can be checked without a model is checked first: an error costs seconds, not a model load.
     check_engine(cfg.engine)
+    check_sinks(cfg.log.report_to)
     reward_spec = reward_spec_for(cfg.reward.verifiers, "reward.verifiers", group_terms=True)
     group_rewards = group_rewards_for(cfg.reward.verifiers, "reward.verifiers", reward_spec)
     tokenizer = tokenizer_for(cfg.model)
@@ -174,12 +191,14 @@ def setup(cfg: TrainConfig) -> Trainer:
         prompts=prompts,
         sampler=make_sampler(cfg.data.sampling, [p.example for p in prompts], cfg.seed, total_steps=cfg.steps),
         update_rng=torch.Generator().manual_seed(cfg.seed + backend.rank), sampling=sampling,
-        logger=MetricsLogger(out, tensorboard=cfg.log.tensorboard, enabled=backend.is_main),
+        logger=MetricsLogger(out, report_to=cfg.log.report_to, enabled=backend.is_main, project=cfg.log.project,
+                             run_name=cfg.log.run_name, config=to_dict(cfg)),
         probe=_make_probe(cfg, engine, prompts, sampling, tokenizer),
+        critic=build_critic(cfg, ckpt),
         group_rewards=group_rewards,
     )
     if ckpt is not None:
-        trainer.state, rng = restore_checkpoint(ckpt, backend)
+        trainer.state, rng = restore_checkpoint(ckpt, backend, extra=_extra_models(trainer))
         trainer.sampler.load_state_dict(trainer.state.sampler)
         trainer.update_rng.set_state(rng["update"])
         if backend.is_main:
@@ -220,10 +239,14 @@ def run_step(trainer: Trainer, step: int) -> dict[str, float]:
 
     with timer("update"):
         batch = _prepare_batch(trainer, rollouts, summary, metrics)
-        if batch is not None and batch.size:
+        norm_length = algo.norm_length or cfg.sampling.max_new_tokens
+        if batch is not None and batch.size and not policy_waits(trainer.critic, step):
             metrics.update(update_policy(
                 backend, batch, algo, cfg.optim, temperature=trainer.temperature,
-                norm_length=algo.norm_length or cfg.sampling.max_new_tokens, generator=trainer.update_rng))
+                norm_length=norm_length, generator=trainer.update_rng))
+        if batch is not None and batch.size and trainer.critic is not None:
+            metrics.update(update_critic(trainer.critic, batch, algo, norm_length=norm_length,
+                                         generator=trainer.update_rng))
     with timer("sync"):
         metrics.update(_sync_and_verify(trainer, step))
 
@@ -250,24 +273,31 @@ def _prepare_batch(trainer: Trainer, rollouts: Rollouts, summary: RolloutSummary
         batch.old_logprobs = score_logprobs(backend.train_model, batch, trainer.temperature, **chunks,
                                             backend=backend)
         metrics.update(engine_gap_metrics(batch, backend))
-    seq_kl = None
+    seq_kl = kl = None
     if algo.kl_beta > 0 and algo.kl_in_reward:
         kl = kl_penalty(algo.kl_estimator, batch.old_logprobs, batch.ref_logprobs)
-        seq_kl = rows.gather(sequence_kl(kl, batch.response_mask))
         kl_sum, tokens = backend.all_reduce_sum([float((kl * batch.response_mask).sum()),
                                                  float(batch.response_mask.sum())])
         metrics["kl"] = kl_sum / max(tokens, 1.0)
+    # token-level estimators (gae, reinforce_pp): the whole step's per-token inputs; None for the others
+    tokens_in = token_inputs(batch, rows, algo.advantage, kl=kl, critic=trainer.critic,
+                             chunk_size=cfg.optim.micro_batch_size)
+    if kl is not None and tokens_in is None:
+        seq_kl = rows.gather(sequence_kl(kl, batch.response_mask))
     step = step_advantages(
         torch.tensor(summary.rewards, dtype=torch.float32), rollouts.group_size, estimator=algo.advantage,
         options=vars(algo), lengths=torch.tensor(summary.lengths), max_length=cfg.sampling.max_new_tokens,
         overlong_buffer=algo.overlong_buffer, overlong_penalty_value=algo.overlong_penalty,
         sequence_kl=seq_kl, kl_beta=algo.kl_beta if algo.kl_in_reward else 0.0,
-        filter_zero_variance=algo.filter_zero_variance)
-    if algo.overlong_buffer > 0 or seq_kl is not None:
+        filter_zero_variance=algo.filter_zero_variance, tokens=tokens_in)
+    if algo.overlong_buffer > 0 or kl is not None:
         metrics["reward/shaped_mean"] = float(step.rewards.mean())
     if step.groups_kept is not None:
         metrics["groups_kept"] = float(step.groups_kept)
-    batch.advantages = rows.local(step.advantages.to(backend.device))
+    if tokens_in is not None and step.returns is not None:
+        metrics.update(attach_targets(batch, rows, tokens_in, step.advantages, step.returns))
+    else:
+        batch.advantages = rows.local(step.advantages.to(backend.device))
     return rows.for_update(batch, step.keep, balance_tokens=cfg.optim.max_tokens_per_micro_batch > 0,
                            pad_id=trainer.tokenizer.pad_token_id)
 
@@ -287,7 +317,13 @@ def _stop_requested(backend: Backend, local: bool) -> bool:
 def _save(trainer: Trainer) -> Path:
     trainer.state.sampler = trainer.sampler.state_dict()
     return save_checkpoint(trainer.cfg.out_dir, trainer.state, trainer.backend, trainer.tokenizer,
-                           rng_extra={"update": trainer.update_rng.get_state()}, keep=trainer.cfg.keep_checkpoints)
+                           rng_extra={"update": trainer.update_rng.get_state()}, keep=trainer.cfg.keep_checkpoints,
+                           extra=_extra_models(trainer))
+
+
+def _extra_models(trainer: Trainer) -> dict[str, Backend]:
+    """Models checkpointed beside the policy: the critic, when there is one."""
+    return {CRITIC_DIR: trainer.critic.backend} if trainer.critic is not None else {}
 
 
 def _make_probe(cfg: TrainConfig, engine: RolloutEngine, prompts: list[Prompt], sampling: SamplingParams,
@@ -349,6 +385,15 @@ def finish_report(cfg: TrainConfig, records: list[dict]) -> None:
                  summary={"model": cfg.model.path, "data": cfg.data.source, "steps": len(records),
                           "group size": cfg.sampling.group_size, "prompts/step": cfg.prompts_per_step,
                           "advantage": cfg.algorithm.advantage, "loss_agg": cfg.algorithm.loss_agg})
+
+
+def grpo_card(cfg: TrainConfig, records: list[dict]) -> ModelCard:
+    return ModelCard(stage="grpo", base_model=cfg.model.path,
+                     summary={"data": cfg.data.source, "steps": len(records), "group size": cfg.sampling.group_size,
+                              "prompts per step": cfg.prompts_per_step, "advantage": cfg.algorithm.advantage,
+                              "policy loss": cfg.algorithm.policy_loss, "kl_beta": cfg.algorithm.kl_beta,
+                              "lr": cfg.optim.lr, "rewards": ", ".join(cfg.reward.verifiers)},
+                     metrics=card_metrics(records, ["reward/mean", "pass@1", "length/mean"]))
 
 
 class _Timer:

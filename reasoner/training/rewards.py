@@ -1,5 +1,5 @@
-"""The reward of a stage's `verifiers` section: per-completion verifiers (`verifiers.RewardSpec`) and, in the RL
-loop, group terms that need a whole group of answers (`reasoner.algorithms.shaping.GROUP_REWARDS`).
+"""The reward of a stage's `verifiers` section: per-completion verifiers (`reasoner_verifiers.RewardSpec`) and,
+in the RL loop, group terms that need a whole group of answers (`reasoner.algorithms.shaping.GROUP_REWARDS`).
 
 An entry of `reward.verifiers` whose name (or `verifier:`) is a group term — `length_penalty` (Kimi k1.5),
 `cosine_length` (open-r1) — is not a verifier: it needs the group's token lengths and the primary verifier's
@@ -7,6 +7,9 @@ verdicts, which only the loop has, so it is split off here and applied after sco
 options are the function's keyword parameters, plus `weight` and `warmup_steps` (the term is 0 up to that step:
 Kimi's warm-up, plain RL first). The result is one `RewardBatch` with the terms as extra labels, so totals,
 `reward/<label>` metrics and samples treat them like any verifier. The verifiers package stays torch-free.
+
+Verifiers that need torch live on the reasoner side and register themselves here, before the spec is built:
+`reward_model` (`reasoner/rm/verifier.py`, a trained reward model's score).
 """
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ import torch
 
 from reasoner.algorithms.shaping import GROUP_REWARDS
 from reasoner.config import ConfigError
-from verifiers import RewardBatch, RewardSpec, Score
+from reasoner_verifiers import RewardBatch, RewardSpec, Score
 
 
 def reward_spec_for(config: Mapping[str, Mapping[str, Any] | None], where: str, *,
@@ -27,6 +30,9 @@ def reward_spec_for(config: Mapping[str, Mapping[str, Any] | None], where: str, 
     them through `group_rewards_for`; elsewhere a group term is an error); an unknown verifier name or option is
     one `ConfigError` naming `where` (the verifiers package raises plain ValueErrors: it knows nothing of
     reasoner's config files)."""
+    from reasoner.rm.verifier import register
+
+    register()
     plain, terms = _split(config)
     if terms and not group_terms:
         label = next(iter(terms))

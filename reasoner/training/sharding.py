@@ -95,6 +95,15 @@ class RankRows:
         parts = self.backend.all_gather_object(local.detach().cpu())
         return torch.cat(parts).to(local.device)
 
+    def gather_padded(self, local: torch.Tensor) -> torch.Tensor:
+        """`gather` of `[size, T_rank]` rows whose width differs between ranks: right-padded with zeros to the
+        widest, `[total, T_max]` (`local(...)[:, :T_rank]` takes this rank's rows back)."""
+        if self.backend.world_size == 1:
+            return local
+        parts = self.backend.all_gather_object(local.detach().cpu())
+        width = max(p.shape[1] for p in parts)
+        return torch.cat([torch.nn.functional.pad(p, (0, width - p.shape[1])) for p in parts]).to(local.device)
+
     def for_update(self, batch: TrainBatch, keep: torch.Tensor, *, balance_tokens: bool = False,
                    pad_id: int = 0) -> TrainBatch | None:
         """This rank's rows of `keep` (global row indices that survive filtering), padded to the largest shard.

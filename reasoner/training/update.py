@@ -23,11 +23,12 @@ its own shard (as verl does), so minibatch membership differs.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import fields
+from dataclasses import fields, replace
 
 import torch
 
 from reasoner.algorithms import POLICY_LOSSES, aggregate_loss, global_counts, kl_penalty, policy_loss
+from reasoner.algorithms.rollout_correction import mismatch_metrics, mismatch_totals, rollout_correction
 from reasoner.training.backend import Backend
 from reasoner.training.batch import TrainBatch, group_order, pad_rows
 from reasoner.training.config import AlgorithmConfig, OptimConfig
@@ -35,8 +36,12 @@ from reasoner.training.logprobs import as_scorer
 from reasoner.training.micro_batches import plan_micro_batches
 
 
+def corrects_rollout(algo: AlgorithmConfig) -> bool:
+    return algo.tis_cap is not None or algo.rollout_is is not None or algo.rollout_rs is not None
+
+
 def needs_old_logprobs(algo: AlgorithmConfig) -> bool:
-    return algo.ppo_epochs > 1 or algo.minibatches > 1 or algo.kl_in_reward or algo.tis_cap is not None
+    return algo.ppo_epochs > 1 or algo.minibatches > 1 or algo.kl_in_reward or corrects_rollout(algo)
 
 
 def update_policy(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig, optim: OptimConfig, *,
@@ -46,6 +51,9 @@ def update_policy(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig, op
     statistics."""
     if batch.old_logprobs is None and needs_old_logprobs(algo):
         raise ValueError("this algorithm configuration needs batch.old_logprobs (computed before the update)")
+    correction_metrics: dict[str, float] = {}
+    if corrects_rollout(algo):
+        batch, correction_metrics = correct_rollout(backend, batch, algo)
     weighted: dict[str, float] = defaultdict(float)   # token-weighted means (clip fractions, KL, entropy)
     additive: dict[str, float] = defaultdict(float)   # summed over micro-batches, averaged over minibatches
     weight_total = 0.0
@@ -84,7 +92,28 @@ def update_policy(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig, op
             grad_norms.append(backend.step(optim.max_grad_norm))
     result = _reduce_stats(backend, weighted, additive, weight_total, grad_norms)
     result["skipped_rows"] = skipped / (batch.size * algo.ppo_epochs)
+    result.update(correction_metrics)
     return result
+
+
+def correct_rollout(backend: Backend, batch: TrainBatch, algo: AlgorithmConfig) -> tuple[TrainBatch, dict[str, float]]:
+    """`batch` with its importance weights set and its rejected tokens masked out, and the step's mismatch
+    statistics over every rank."""
+    assert batch.old_logprobs is not None  # needs_old_logprobs
+    tis = algo.tis_cap is not None  # shorthand: token-level truncation at the cap
+    correction = rollout_correction(
+        batch.old_logprobs, batch.engine_logprobs, batch.response_mask,
+        is_level="token" if tis else algo.rollout_is, is_mode="truncate" if tis else algo.rollout_is_mode,
+        is_min=None if tis else algo.rollout_is_min, is_max=algo.tis_cap if tis else algo.rollout_is_max,
+        rs_level=algo.rollout_rs, rs_min=algo.rollout_rs_min, rs_max=algo.rollout_rs_max)
+    sums, maxima = mismatch_totals(batch.old_logprobs, batch.engine_logprobs, batch.response_mask, correction)
+    if backend.world_size > 1:
+        keys = sorted(sums)
+        sums = dict(zip(keys, backend.all_reduce_sum([sums[k] for k in keys])))
+        gathered = backend.all_gather_object(maxima)
+        maxima = {key: max(part[key] for part in gathered) for key in maxima}
+    mask = batch.response_mask if correction.keep is None else batch.response_mask * correction.keep
+    return replace(batch, response_mask=mask, is_weights=correction.weights), mismatch_metrics(sums, maxima)
 
 
 def micro_batches(minibatch: TrainBatch, rows: torch.Tensor, optim: OptimConfig, backend: Backend) -> list[TrainBatch]:
@@ -169,15 +198,10 @@ def _micro_step(backend: Backend, part: TrainBatch, algo: AlgorithmConfig, tempe
     want_entropy_grad = algo.entropy_coef != 0.0
     logprobs, entropy = as_scorer(backend.train_model)(part, temperature, want_entropy_grad)
     old = part.old_logprobs if part.old_logprobs is not None else logprobs.detach()
-    is_weights = None
-    if algo.tis_cap is not None:
-        # Truncated importance sampling: correct for the engine having sampled from a slightly different
-        # distribution (another kernel, precision or stale weights) than the trainer's π_old.
-        is_weights = torch.exp(old - part.engine_logprobs).clamp(max=algo.tis_cap).detach()
     agg = dict(num_tokens=num_tokens, num_seqs=num_seqs, norm_length=norm_length)
     loss, pl_stats = policy_loss(
         logprobs, old, part.advantages, part.response_mask, name=algo.policy_loss, loss_agg=algo.loss_agg,
-        is_weights=is_weights, **agg, **POLICY_LOSSES.pick_options(algo.policy_loss, vars(algo)))
+        is_weights=part.is_weights, **agg, **POLICY_LOSSES.pick_options(algo.policy_loss, vars(algo)))
     stats = {"pg_loss": float(loss.detach())}
     if algo.kl_beta > 0 and not algo.kl_in_reward:
         kl = kl_penalty(algo.kl_estimator, logprobs, part.ref_logprobs)

@@ -34,8 +34,8 @@ def tokenizer(tiny_model_dir):
 def dense_reward(monkeypatch):
     """Registers `digit_fraction` (reward = fraction of digit characters in the completion) for one test: dense,
     and varied even for an untrained model, so every group carries gradient."""
-    from verifiers import Score, registry
-    from verifiers.types import Verifier
+    from reasoner_verifiers import Score, registry
+    from reasoner_verifiers.types import Verifier
 
     class DigitFraction(Verifier):
         name = "digit_fraction"

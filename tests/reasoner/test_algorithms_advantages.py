@@ -168,4 +168,5 @@ def test_matches_loop_reference(name, seed):
 
 
 def test_registry_holds_exactly_the_documented_estimators():
-    assert ADVANTAGE_ESTIMATORS.names() == ["dr_grpo", "grpo", "reinforce_pp_baseline", "rloo"]
+    assert ADVANTAGE_ESTIMATORS.names() == ["dr_grpo", "gae", "grpo", "reinforce_pp", "reinforce_pp_baseline",
+                                            "rloo"]

@@ -1,4 +1,6 @@
-"""Policy losses: hand values, a per-token loop reference, gradient checks, stats, GSPO."""
+"""Policy losses: hand values, a per-token loop reference, gradient checks, stats, GSPO, CISPO, SAPO, GMPO.
+
+The equality to TRL's and verl's code is in test_algorithms_policy_loss_reference.py."""
 from __future__ import annotations
 
 import math
@@ -95,8 +97,8 @@ def ref_token_loss(logp, old, adv, clip_low, clip_high, dual_clip):
 def ref_policy_loss(name, logprobs, old, adv, mask, clip_low, clip_high, dual_clip, is_weights):
     """Per-token losses, per-token gradients d loss_t / d logp_t, and counts of each active bound.
 
-    ppo_clip uses each token's own log-ratio. gspo uses the sequence's mean log-ratio over its real tokens for
-    every token (GSPO-token: value s_i, gradient s_i * d logp_t), which is the same per-token formula with the
+    ppo_clip uses each token's own log-ratio. gspo_token uses the sequence's mean log-ratio over its real tokens
+    for every token (GSPO-token: value s_i, gradient s_i * d logp_t), which is the same per-token formula with the
     token's log-ratio replaced by log s_i.
     """
     n, t = logprobs.shape
@@ -107,7 +109,7 @@ def ref_policy_loss(name, logprobs, old, adv, mask, clip_low, clip_high, dual_cl
         real = [j for j in range(t) if mask[i, j]]
         seq_log_ratio = sum(float(logprobs[i, j] - old[i, j]) for j in real) / max(len(real), 1)
         for j in range(t):
-            log_ratio = seq_log_ratio if name == "gspo" else float(logprobs[i, j] - old[i, j])
+            log_ratio = seq_log_ratio if name == "gspo_token" else float(logprobs[i, j] - old[i, j])
             loss, grad, active = ref_token_loss(log_ratio, 0.0, float(adv[i]), clip_low, clip_high, dual_clip)
             losses[i, j], grads[i, j] = loss * float(is_weights[i, j]), grad * float(is_weights[i, j])
             if active and mask[i, j]:
@@ -129,7 +131,7 @@ def _case(name: str, seed: int):
     n, t = [(8, 11), (1, 1), (5, 30)][seed]
     old = -torch.rand(n, t, generator=gen, dtype=torch.float64) * 3
     logprobs = old + 0.6 * torch.randn(n, t, generator=gen, dtype=torch.float64)
-    if name == "gspo":  # its ratio is a mean over the sequence: shift whole rows to reach the clip bounds
+    if name == "gspo_token":  # its ratio is a mean over the sequence: shift whole rows to reach the clip bounds
         logprobs = logprobs + 0.8 * torch.randn(n, 1, generator=gen, dtype=torch.float64)
     adv = torch.randn(n, generator=gen, dtype=torch.float64)
     lengths = torch.randint(0, t + 1, (n,), generator=gen)
@@ -141,7 +143,7 @@ def _case(name: str, seed: int):
     return logprobs, old, adv, mask, is_weights
 
 
-@pytest.mark.parametrize("name", ["ppo_clip", "gspo"])
+@pytest.mark.parametrize("name", ["ppo_clip", "gspo_token"])
 @pytest.mark.parametrize("config", CONFIGS, ids=lambda c: f"{c['clip_low']}-{c['clip_high']}-{c['dual_clip']}")
 @pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
 @pytest.mark.parametrize("seed", range(3))
@@ -171,7 +173,7 @@ def test_matches_loop_reference_and_gradients(name, config, loss_agg, seed):
     assert_close(stats.clip_frac_dual, torch.tensor(counts["dual"] / real.item(), dtype=torch.float64))
 
 
-@pytest.mark.parametrize("name", ["ppo_clip", "gspo"])
+@pytest.mark.parametrize("name", ["ppo_clip", "gspo_token"])
 def test_reference_cases_exercise_every_clip_branch(name):
     """Guard against a vacuous comparison: the cases above hit every bound, on real tokens."""
     seen = {"low": 0, "high": 0, "dual": 0}
@@ -263,7 +265,7 @@ def test_gspo_equals_ppo_clip_for_one_token_sequences():
 def test_errors():
     x = torch.zeros(2, 3)
     with pytest.raises(KeyError) as info:
-        policy_loss(x, x, torch.zeros(2), x, name="cispo")
+        policy_loss(x, x, torch.zeros(2), x, name="nope")
     assert "gspo" in str(info.value) and "ppo_clip" in str(info.value)
     with pytest.raises(KeyError, match="token-mean"):
         policy_loss(x, x, torch.zeros(2), x, loss_agg="mean")
@@ -275,4 +277,109 @@ def test_errors():
         policy_loss(x, x, torch.zeros(2), x, dual_clip=0.5)
     with pytest.raises(ValueError, match="clip_low"):
         policy_loss(x, x, torch.zeros(2), x, clip_low=1.5)
-    assert POLICY_LOSSES.names() == ["gspo", "ppo_clip"]
+    with pytest.raises(ValueError, match="takes no option 'dual_clip'"):
+        policy_loss(x, x, torch.zeros(2), x, name="cispo", dual_clip=3.0)
+    with pytest.raises(ValueError, match="clip_low must be in \\[0, 1\\]"):
+        policy_loss(x, x, torch.zeros(2), x, name="cispo", clip_low=1.5)
+    policy_loss(x, x, torch.zeros(2), x, name="cispo", clip_low=1.0)  # no lower bound: allowed for CISPO only
+    with pytest.raises(ValueError, match="clip_low must be in \\[0, 1\\)"):
+        policy_loss(x, x, torch.zeros(2), x, clip_low=1.0)
+    policy_loss(x, x, torch.zeros(2), x, name="gmpo", clip_low=1.5)  # log-space bounds: any clip_low >= 0
+    with pytest.raises(ValueError, match="sapo_tau_pos"):
+        policy_loss(x, x, torch.zeros(2), x, name="sapo", sapo_tau_pos=0.0)
+    assert POLICY_LOSSES.names() == ["cispo", "gmpo", "gspo", "gspo_token", "ppo_clip", "sapo"]
+
+
+# ---- hand-computed values of the newer losses (same four tokens: r = [1.5, 0.5, 4.0, 0.9], A = [1, -1, -1, 1]) ----
+
+def test_hand_computed_cispo():
+    # weights clip(r, 0.8, 1.2) detached = [1.2, 0.8, 1.2, 0.9]; loss_t = -w A logp_t; token-mean over 4
+    loss, stats, logprobs = _loss(name="cispo")
+    lp = [math.log(r) for r in (1.5, 0.5, 4.0, 0.9)]
+    w, a = [1.2, 0.8, 1.2, 0.9], [1.0, -1.0, -1.0, 1.0]
+    assert_close(loss, torch.tensor(sum(-wi * ai * li for wi, ai, li in zip(w, a, lp)) / 4))
+    loss.backward()
+    # REINFORCE with capped weights: every token keeps a gradient, -w A / 4 (PPO-clip zeroes tokens 0 and 1)
+    assert_close(logprobs.grad, torch.tensor([[-w[i] * a[i] / 4 for i in range(4)]]))
+    assert_close(stats.clip_frac_high, torch.tensor(0.5))  # r = 1.5 and 4.0 are capped at 1.2
+    assert_close(stats.clip_frac_low, torch.tensor(0.25))  # r = 0.5 is raised to 0.8
+
+
+def test_hand_computed_sapo():
+    # gate f(r) = sigmoid(tau (r - 1)) * 4 / tau, tau = 1 where A > 0 and 1.05 elsewhere; loss_t = -A f(r_t)
+    def f(r, tau):
+        return 4 / tau / (1 + math.exp(-tau * (r - 1)))
+
+    def df(r, tau):  # d f / d logp = f'(r) r = 4 s (1 - s) r
+        s = 1 / (1 + math.exp(-tau * (r - 1)))
+        return 4 * s * (1 - s) * r
+
+    rs, a, taus = (1.5, 0.5, 4.0, 0.9), (1.0, -1.0, -1.0, 1.0), (1.0, 1.05, 1.05, 1.0)
+    loss, stats, logprobs = _loss(name="sapo")
+    assert_close(loss, torch.tensor(sum(-ai * f(r, t) for r, ai, t in zip(rs, a, taus)) / 4))
+    loss.backward()
+    assert_close(logprobs.grad, torch.tensor([[-ai * df(r, t) / 4 for r, ai, t in zip(rs, a, taus)]]))
+    assert stats.clip_frac_low.item() == stats.clip_frac_high.item() == 0.0
+    # at r = 1 the gate's gradient is exactly REINFORCE's (4 * 1/2 * 1/2 * 1 = 1), whatever tau
+    lp = torch.zeros(1, 2, requires_grad=True)
+    loss, _ = policy_loss(lp, torch.zeros(1, 2), torch.tensor([[1.0, -1.0]]), torch.ones(1, 2), name="sapo")
+    loss.backward()
+    assert_close(lp.grad, torch.tensor([[-0.5, 0.5]]))
+
+
+def test_hand_computed_gmpo():
+    # one sequence of two real tokens (and padding), log r = [0.5, -0.6], A = +1, log-space clip [-0.2, 0.2]:
+    # A > 0 clips from above only: [0.2, -0.6] -> ratio exp(-0.2); loss = -exp(-0.2) on each real token
+    logprobs = torch.tensor([[0.5, -0.6, 3.0]], requires_grad=True)
+    mask = torch.tensor([[1.0, 1.0, 0.0]])
+    loss, stats = policy_loss(logprobs, torch.zeros(1, 3), torch.tensor([1.0]), mask, name="gmpo",
+                              loss_agg="seq-mean-token-mean")
+    assert_close(loss, torch.tensor(-math.exp(-0.2)))
+    loss.backward()
+    # gradient through the geometric mean: only the unclipped token, -exp(-0.2) / 2
+    assert_close(logprobs.grad, torch.tensor([[0.0, -math.exp(-0.2) / 2, 0.0]]))
+    assert_close(stats.clip_frac_high, torch.tensor(0.5))
+    # A = -1 clips from below only: [0.5, -0.2] -> ratio exp(0.15); loss = +exp(0.15)
+    logprobs.grad = None
+    loss, stats = policy_loss(logprobs, torch.zeros(1, 3), torch.tensor([-1.0]), mask, name="gmpo",
+                              loss_agg="seq-mean-token-mean")
+    assert_close(loss, torch.tensor(math.exp(0.15)))
+    assert_close(stats.clip_frac_low, torch.tensor(0.5))
+
+
+def test_gspo_sequence_gradient_flows_through_the_mean():
+    # gspo (sequence level): d s / d logp_t = s / |y| for every token, whatever the per-token weights w;
+    # one sequence, token-mean, A = 1, s = exp(mean log r) = 1 (unclipped)
+    logprobs = torch.tensor([[0.05, -0.05]], requires_grad=True)
+    w = torch.tensor([[2.0, 0.0]])
+    loss, _ = policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), name="gspo",
+                          is_weights=w)
+    loss.backward()
+    # loss = -(s * 2 + s * 0) / 2 = -s, s = exp(0) = 1; d loss / d logp_t = -s / 2 for both tokens
+    assert_close(logprobs.grad, torch.tensor([[-0.5, -0.5]]))
+    logprobs.grad = None
+    loss, _ = policy_loss(logprobs, torch.zeros(1, 2), torch.tensor([1.0]), torch.ones(1, 2), name="gspo_token",
+                          is_weights=w)
+    loss.backward()
+    # GSPO-token: token t's gradient is s * w_t / 2: [-1, 0]
+    assert_close(logprobs.grad, torch.tensor([[-1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("loss_agg", ["token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"])
+def test_on_policy_every_loss_has_reinforces_gradient(loss_agg):
+    """At r = 1 (one pass over one minibatch: old = current) every registered loss has the gradient of
+    -A log pi per token, aggregated alike: the losses differ in the update only once the policy has moved."""
+    gen = torch.Generator().manual_seed(3)
+    logprobs = -torch.rand(6, 9, generator=gen, dtype=torch.float64)
+    adv = torch.randn(6, generator=gen, dtype=torch.float64)
+    mask = (torch.arange(9) < torch.tensor([9, 4, 1, 7, 0, 3]).unsqueeze(1)).double()
+    grads = {}
+    for name in POLICY_LOSSES.names():
+        lp = logprobs.clone().requires_grad_(True)
+        loss, _ = policy_loss(lp, lp.detach(), adv, mask, name=name, loss_agg=loss_agg)
+        (grads[name],) = torch.autograd.grad(loss, lp)
+    lp = logprobs.clone().requires_grad_(True)
+    reinforce = aggregate_loss(-adv.unsqueeze(1) * lp, mask, loss_agg)
+    (expected,) = torch.autograd.grad(reinforce, lp)
+    for name, grad in grads.items():
+        assert_close(grad, expected, msg=name)

@@ -44,11 +44,12 @@ def test_registering_a_different_function_under_a_taken_name_fails():
 
 
 def test_package_exports_every_family():
-    assert set(algorithms.ADVANTAGE_ESTIMATORS.names()) == {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline"}
+    assert set(algorithms.ADVANTAGE_ESTIMATORS.names()) == {"grpo", "dr_grpo", "rloo", "reinforce_pp_baseline", "gae",
+                                                            "reinforce_pp"}
     assert set(algorithms.KL_ESTIMATORS.names()) == {"k1", "k2", "k3"}
     assert set(algorithms.LOSS_AGGREGATIONS.names()) == {
         "token-mean", "seq-mean-token-mean", "seq-mean-token-sum-norm"
     }
-    assert set(algorithms.POLICY_LOSSES.names()) == {"ppo_clip", "gspo"}
+    assert set(algorithms.POLICY_LOSSES.names()) == {"ppo_clip", "gspo", "gspo_token", "gmpo", "cispo", "sapo"}
     for name in algorithms.__all__:
         assert hasattr(algorithms, name), name

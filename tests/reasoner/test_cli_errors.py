@@ -31,6 +31,8 @@ def offline(monkeypatch):
     (["sft", "model.path=/nonexistent"], "model /nonexistent: no such file or directory"),
     (["eval", "--model", "/nonexistent", "benchmarks=[arithmetic]"], "model /nonexistent: no such file"),
     (["distill", "--teacher", "./missing/teacher"], "model ./missing/teacher: no such file or directory"),
+    (["rm", "model.path=/nonexistent"], "model /nonexistent: no such file or directory"),
+    (["rm", "critic.lr=1"], "unknown config key 'critic'; valid keys: batch_size, center_coef"),
     (["train", "model.path=Qwen/Qwen2.5-0.5B"], "Qwen/Qwen2.5-0.5B: not a local folder, and the hub is offline"),
     (["serve", "model=/nonexistent", "host=0.0.0.0"], "host=0.0.0.0 is reachable from other machines"),
     (["train", "rollout.group_size=4"], "config key 'rollout.group_size' was renamed: use 'sampling.n'"),
@@ -44,7 +46,7 @@ def test_bad_input_is_one_line_and_a_non_zero_exit(capsys, argv, message):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("algorithm.advantage=gae2", "algorithm.advantage: unknown advantage estimator 'gae2'; valid: dr_grpo, grpo"),
+    ("algorithm.advantage=gae2", "algorithm.advantage: unknown advantage estimator 'gae2'; valid: dr_grpo, gae, grpo"),
     ("algorithm.loss_agg=seq-mean", "algorithm.loss_agg: unknown loss aggregation mode 'seq-mean'"),
     ("reward.verifiers={mth: {}}", "reward.verifiers: unknown verifier 'mth'; valid names: code, format"),
     ("reward.verifiers.math.mode=loose", "reward.verifiers: math: option 'mode'"),

@@ -60,7 +60,7 @@ def test_demo_on_a_tiny_budget_writes_summary_report_and_curves(tmp_path):
         "init.spec={vocab_size: 320, hidden_size: 32, num_layers: 1, num_heads: 2, num_kv_heads: 1, head_dim: 16, "
         "intermediate_size: 64}",
         "cold_start.data.num_examples=300", "cold_start.max_steps=3", "cold_start.batch_size=8",
-        "cold_start.progress=false", "grpo.data.num_examples=300",
+        "cold_start.log.progress=false", "grpo.data.num_examples=300",
         "grpo.steps=2", "grpo.prompts_per_step=2", "grpo.sampling.n=2", "grpo.sampling.max_new_tokens=16",
         "grpo.log.progress=false", "eval.benchmarks=[{name: arithmetic, num_examples: 4, metrics: [bare_answers]}]",
         "eval.sampling.n=2", "eval.ks=[1, 2]", "eval.progress=false"])

@@ -151,7 +151,7 @@ def test_distilled_rows_train_a_student(tmp_path, tiny_model_dir, scripted_teach
     result = distill(_cfg(tiny_model_dir, tmp_path / "d", "require_format=true", "select=shortest"))
     cfg = load_config(SFTConfig, None, [f"model.path={tiny_model_dir}", f"out_dir={tmp_path / 's'}",
                                         f"data.source={result.output}", "row_format=prompt_response",
-                                        "max_steps=2", "batch_size=4", "progress=false"])
+                                        "max_steps=2", "batch_size=4", "log.progress=false"])
     assert sft(cfg).final_model.is_dir()
 
 

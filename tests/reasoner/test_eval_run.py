@@ -41,7 +41,7 @@ class ScriptedEngine(RolloutEngine):
 
 
 def _spec():
-    from verifiers import RewardSpec
+    from reasoner_verifiers import RewardSpec
     return RewardSpec.from_config({"math": {}})
 
 
@@ -203,7 +203,7 @@ def test_code_presets_grade_reference_solutions_in_the_sandbox(shared_data):
     import gzip
 
     from reasoner.evaluation.benchmarks import load_benchmark
-    from verifiers import RewardSpec
+    from reasoner_verifiers import RewardSpec
 
     he, mb = resolve_benchmark({"name": "humaneval", "limit": 6}), resolve_benchmark({"name": "mbpp", "limit": 6})
     assert he.verifiers == mb.verifiers == {"code": {}}
@@ -233,7 +233,7 @@ def test_gsm8k_presets_read_raw_gsm8k_golds_whatever_the_run_graders_say():
     assert verifiers_for(bench, cfg) == {"math": {"gold_format": "gsm8k", "extract": "auto"}, "format": {"weight": 0.0}}
     explicit = EvalConfig(verifiers={"math": {"gold_format": "plain"}})
     assert verifiers_for(bench, explicit)["math"]["gold_format"] == "plain"  # a value set explicitly wins
-    from verifiers import RewardSpec
+    from reasoner_verifiers import RewardSpec
     with RewardSpec.from_config(verifiers_for(bench, cfg)) as spec:
         batch = spec.score_batch(["The total is 72 dollars."], [{"answer": "Natalia sold 24 clips...\n#### 72"}])
     assert batch.correct == [True]

@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parents[2]
 def small_config(model_dir, out_dir, **overrides) -> TrainConfig:
     base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.source=arithmetic", "data.num_examples=64",
             "sampling.n=4", "sampling.max_new_tokens=16", "prompts_per_step=4", "steps=2",
-            "optim.lr=1e-3", "log.tensorboard=false", "log.progress=false", "log.plots=false",
+            "optim.lr=1e-3", "log.report_to=[]", "log.progress=false", "log.plots=false",
             "log.sample_every=1", "reward.verifiers={math: {weight: 1.0}, format: {weight: 0.1}}"]
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
 
@@ -71,7 +71,7 @@ def test_update_changes_parameters_and_lowers_the_surrogate_loss_on_a_fixed_batc
 
 
 def test_train_end_to_end_writes_metrics_checkpoints_model_and_report(tiny_model_dir, tmp_path, dense_reward):
-    cfg = small_config(tiny_model_dir, tmp_path / "run", **{"log.plots": "true", "log.tensorboard": "true",
+    cfg = small_config(tiny_model_dir, tmp_path / "run", **{"log.plots": "true", "log.report_to": "[tensorboard]",
                                                             "reward.verifiers": dense_reward})
     result = train(cfg)
     records = read_metrics(tmp_path / "run" / "metrics.jsonl")
@@ -84,6 +84,7 @@ def test_train_end_to_end_writes_metrics_checkpoints_model_and_report(tiny_model
         assert key in records[0], key
     assert 0.0 <= records[0]["pass@1"] <= records[0]["pass@G"] <= 1.0
     assert (tmp_path / "run" / "config.yaml").exists() and (tmp_path / "run" / "report.md").exists()
+    assert "pass@1" in (result.final_model / "README.md").read_text()  # the model card
     assert {p.name for p in (tmp_path / "run" / "plots").iterdir()} == {"reward.png", "pass_at_k.png",
                                                                         "lengths.png"}
     assert list((tmp_path / "run" / "tensorboard").iterdir())

@@ -28,7 +28,7 @@ def test_grpo_with_4096_token_answers_completes_with_bounded_memory(tmp_path):
     cfg = load_config(TrainConfig, None, [
         f"model.path={model}", f"out_dir={tmp_path / 'run'}", "data.num_examples=8", "prompts_per_step=1",
         "sampling.n=2", "sampling.max_new_tokens=4096", "sampling.ignore_eos=true", "steps=2", "save_every=0",
-        "optim.lr=1e-3", "optim.max_tokens_per_micro_batch=4096", "log.tensorboard=false", "log.progress=false",
+        "optim.lr=1e-3", "optim.max_tokens_per_micro_batch=4096", "log.report_to=[]", "log.progress=false",
         "log.plots=false", "reward.verifiers={math: {weight: 1.0}}", "algorithm.advantage=reinforce_pp_baseline",
         "threads=2"])
     save_config(cfg, tmp_path / "cfg.yaml")

@@ -12,12 +12,12 @@ TINY = ["init.corpus_examples=300", "init.spec={vocab_size: 384, hidden_size: 64
         "num_kv_heads: 2, head_dim: 16, intermediate_size: 128, max_position_embeddings: 512}"]
 BUDGETS = [
     "cold_start.data.num_examples=32", "cold_start.max_steps=2", "cold_start.batch_size=8",
-    "cold_start.progress=false",
+    "cold_start.log.progress=false",
     "grpo.data.num_examples=32", "grpo.steps=1", "grpo.prompts_per_step=2", "grpo.sampling.n=2",
-    "grpo.sampling.max_new_tokens=12", "grpo.log={tensorboard: false, progress: false, plots: false}",
+    "grpo.sampling.max_new_tokens=12", "grpo.log={report_to: [], progress: false, plots: false}",
     "distill.data.num_examples=4", "distill.sampling.n=2", "distill.sampling.max_new_tokens=12",
     "distill.accept=all", "distill.drop_truncated=false", "distill.progress=false",  # a random model solves nothing
-    "student.max_steps=2", "student.batch_size=4", "student.row_format=prompt_response", "student.progress=false",
+    "student.max_steps=2", "student.batch_size=4", "student.row_format=prompt_response", "student.log.progress=false",
     "eval.benchmarks={name: arithmetic, num_examples: 3}", "eval.sampling.n=2", "eval.sampling.max_new_tokens=8",
     "eval.progress=false", "eval.plots=false", "eval_models=[grpo, student]",
 ]

@@ -19,7 +19,7 @@ from reasoner.metrics.logger import read_metrics
 from reasoner.training import TrainConfig, train
 from reasoner.training.rewards import group_rewards_for, reward_spec_for
 from reasoner.training.sampler import PromptSamplingConfig, make_sampler
-from verifiers import RewardBatch, Score
+from reasoner_verifiers import RewardBatch, Score
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -103,7 +103,7 @@ def test_group_terms_compose_with_the_verifiers():
 def small_config(model_dir, out_dir, **overrides) -> TrainConfig:
     base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.source=arithmetic", "data.num_examples=12",
             "data.sampling=prioritized", "sampling.n=4", "sampling.max_new_tokens=16", "prompts_per_step=4",
-            "steps=2", "optim.lr=1e-3", "log.tensorboard=false", "log.progress=false", "log.plots=false",
+            "steps=2", "optim.lr=1e-3", "log.report_to=[]", "log.progress=false", "log.plots=false",
             "reward.verifiers={math: {weight: 1.0}, length_penalty: {weight: 0.5}, "
             "cosine_length: {weight: 0.1, max_length: 32}}"]
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])

@@ -131,7 +131,7 @@ def test_rows_chat_only_and_errors_name_the_line(tmp_path):
 
 def _cfg(model_dir, out, *extra):
     return load_config(SFTConfig, None, [f"model.path={model_dir}", f"out_dir={out}", "data.source=arithmetic",
-                                         "data.num_examples=16", "batch_size=8", "progress=false", "log_every=1",
+                                         "data.num_examples=16", "batch_size=8", "log.progress=false", "log.every=1",
                                          "optim={lr: 3.0e-3, schedule: constant, max_grad_norm: 1.0}", *extra])
 
 
@@ -143,6 +143,13 @@ def test_sft_learns_and_saves_a_loadable_model(tmp_path, tiny_model_dir):
     base = load_model(ModelConfig(path=str(tiny_model_dir)), trainable=False)
     assert any(not torch.equal(a, b) for a, b in zip(reloaded.state_dict().values(), base.state_dict().values()))
     assert (result.final_model / "tokenizer.json").exists() and (tmp_path / "sft" / "config.yaml").exists()
+    # the same run outputs as GRPO: TensorBoard, plots, a report
+    assert list((tmp_path / "sft" / "tensorboard").iterdir())
+    assert {p.name for p in (tmp_path / "sft" / "plots").iterdir()} == {"loss.png", "grad_norm.png", "lr.png"}
+    report = (tmp_path / "sft" / "report.md").read_text()
+    assert "| loss |" in report and "![loss](plots/loss.png)" in report
+    card = (result.final_model / "README.md").read_text()
+    assert "by `reasoner sft`" in card and "| loss |" in card
 
 
 def test_lora_trains_adapters_only_and_saves_the_merged_model(tmp_path, tiny_model_dir):

@@ -52,7 +52,7 @@ def main(argv: list[str]) -> int:
         grpo.make_engine = lambda cfg, model, tokenizer: SeededEngine(model, tokenizer)
     base = [f"model.path={args.model}", f"out_dir={args.out}", "data.source=arithmetic", "data.num_examples=64",
             "sampling.n=4", "sampling.max_new_tokens=12", "prompts_per_step=4", "steps=3", "optim.lr=1e-3",
-            "log.tensorboard=false", "log.progress=false", "log.plots=false", "log.sample_every=1", "threads=1",
+            "log.report_to=[]", "log.progress=false", "log.plots=false", "log.sample_every=1", "threads=1",
             TOY_REWARD]
     cfg = load_config(TrainConfig, None, base + args.overrides)
     result = grpo.train(cfg)

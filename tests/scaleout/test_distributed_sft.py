@@ -22,7 +22,7 @@ pytestmark = pytest.mark.distributed
 
 def sft_args(model_dir: Path, out: Path) -> list[str]:
     return [f"model.path={model_dir}", f"out_dir={out}", "data.source=arithmetic", "data.num_examples=64",
-            "batch_size=8", "max_steps=3", "optim.lr=1e-3", "optim.warmup_steps=0", "progress=false", "log_every=1",
+            "batch_size=8", "max_steps=3", "optim.lr=1e-3", "optim.warmup_steps=0", "log.progress=false", "log.every=1",
             "threads=1", "max_length=128"]
 
 

@@ -42,7 +42,7 @@ class CopyEngine(RolloutEngine):
 def config(model_dir, out_dir, **overrides) -> TrainConfig:
     register()
     base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.num_examples=64", "sampling.n=4",
-            "sampling.max_new_tokens=8", "prompts_per_step=4", "steps=2", "optim.lr=1e-3", "log.tensorboard=false",
+            "sampling.max_new_tokens=8", "prompts_per_step=4", "steps=2", "optim.lr=1e-3", "log.report_to=[]",
             "log.progress=false", "log.plots=false", "save_every=0", TOY_REWARD]
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
 

@@ -38,7 +38,7 @@ def config(model_dir, out_dir, *overrides: str) -> TrainConfig:
     register()
     base = [f"model.path={model_dir}", f"out_dir={out_dir}", "data.num_examples=64", f"sampling.n={GROUP}",
             "sampling.max_new_tokens=12", f"prompts_per_step={PROMPTS}", f"steps={STEPS}", "optim.lr=1e-3",
-            "algorithm.tis_cap=2.0", "log.tensorboard=false", "log.progress=false", "log.plots=false",
+            "algorithm.tis_cap=2.0", "log.report_to=[]", "log.progress=false", "log.plots=false",
             "save_every=0", TOY_REWARD]
     return load_config(TrainConfig, None, base + list(overrides))
 

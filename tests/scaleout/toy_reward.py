@@ -6,8 +6,8 @@ to sample and gives every step real, non-zero advantages.
 """
 from __future__ import annotations
 
-from verifiers import registry
-from verifiers.types import SCORED, Score, Verifier
+from reasoner_verifiers import registry
+from reasoner_verifiers.types import SCORED, Score, Verifier
 
 
 class AsciiShare(Verifier):

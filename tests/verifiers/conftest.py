@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import get_verifier
+from reasoner_verifiers import get_verifier
 
 DATA = Path(__file__).resolve().parents[2] / "data" / "verifiers"
 

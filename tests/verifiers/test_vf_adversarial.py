@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from verifiers import get_verifier
+from reasoner_verifiers import get_verifier
 
 DEADLINE = 1.0
 SLACK = 0.5

@@ -1,4 +1,4 @@
-"""`python -m verifiers score`: round trip, malformed rows, other kinds."""
+"""`python -m reasoner_verifiers score`: round trip, malformed rows, other kinds."""
 import json
 import subprocess
 import sys
@@ -8,7 +8,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_cli(*args, stdin=None):
-    return subprocess.run([sys.executable, "-m", "verifiers", *args], cwd=ROOT, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "reasoner_verifiers", *args], cwd=ROOT, capture_output=True, text=True,
                           input=stdin, timeout=120)
 
 
@@ -92,8 +92,8 @@ def test_one_poisoned_row_never_loses_the_others(tmp_path):
 
 def test_rows_a_verifier_fails_on_are_named_and_the_rest_written(tmp_path, capsys):
     """The general rule, with a verifier that raises on one row and returns `error` on another."""
-    from verifiers import Score, cli, register
-    from verifiers.types import Verifier
+    from reasoner_verifiers import Score, cli, register
+    from reasoner_verifiers.types import Verifier
 
     class Picky(Verifier):
         name = "picky_test"

@@ -4,8 +4,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from verifiers import get_verifier
-from verifiers.code import CodeOptions, CodeVerifier, extract_code
+from reasoner_verifiers import get_verifier
+from reasoner_verifiers.code import CodeOptions, CodeVerifier, extract_code
 
 TESTS = {"kind": "call", "fn": "add", "cases": [{"args": [1, 2], "expected": 3}, {"args": [2, 2], "expected": 4}]}
 

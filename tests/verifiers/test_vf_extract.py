@@ -1,7 +1,7 @@
 """Answer extraction: answer tag, last box, auto; truncated and adversarial shapes."""
 import pytest
 
-from verifiers.math.extract import extract_answer, last_boxed, strip_math_delimiters
+from reasoner_verifiers.math.extract import extract_answer, last_boxed, strip_math_delimiters
 
 R1 = "<think>try 3, then \\boxed{3}</think> <answer>The result is $\\boxed{\\frac{1}{2}}$.</answer>"
 

@@ -1,8 +1,8 @@
 """Format and language-consistency rewards on crafted completions."""
 import pytest
 
-from verifiers import get_verifier
-from verifiers.language import target_share, word_counts
+from reasoner_verifiers import get_verifier
+from reasoner_verifiers.language import target_share, word_counts
 
 GOOD = "<think>\nLet me compute 2+2.\n</think>\n<answer>4</answer>"
 

@@ -5,8 +5,8 @@ from collections import Counter
 
 import pytest
 
-from verifiers import get_verifier
-from verifiers.math.extract import EXTRACT_MODES, extract
+from reasoner_verifiers import get_verifier
+from reasoner_verifiers.math.extract import EXTRACT_MODES, extract
 
 SOLUTION = "Janet sells 16 - 3 - 4 = 9 eggs a day.\nShe makes 9 * 2 = $18 every day at the market."
 

@@ -10,12 +10,12 @@ import unicodedata
 
 import pytest
 
-from verifiers import get_verifier
-from verifiers.language import strip_math, word_counts
-from verifiers.math import exact, prefilter
-from verifiers.math.golds import gsm8k_gold
-from verifiers.math.judge import CompareConfig, NeedsHeavy, judge
-from verifiers.math.normalize import is_unit, normalize_text, parse_answer
+from reasoner_verifiers import get_verifier
+from reasoner_verifiers.language import strip_math, word_counts
+from reasoner_verifiers.math import exact, prefilter
+from reasoner_verifiers.math.golds import gsm8k_gold
+from reasoner_verifiers.math.judge import CompareConfig, NeedsHeavy, judge
+from reasoner_verifiers.math.normalize import is_unit, normalize_text, parse_answer
 
 NUMERIC_CHARS = [chr(c) for c in range(sys.maxunicode + 1) if unicodedata.category(chr(c)) in ("Nd", "No", "Nl")]
 TEMPLATES = ["{c}", "2^{c}", "2^{{{c}}}", "{c}!", "({c})!", "10^{{{c}0}}", "\\frac{{{c}}}{{2}}", "{c}.5", "x^{c}1"]
@@ -39,7 +39,7 @@ def test_one_odd_answer_never_costs_the_batch(strict_math):
 
 
 def test_a_grader_exception_is_an_error_score_for_that_row_only(monkeypatch):
-    from verifiers.math import verifier as mv
+    from reasoner_verifiers.math import verifier as mv
 
     real = mv.parse_answer
 

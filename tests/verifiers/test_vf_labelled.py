@@ -28,7 +28,7 @@ def rows(shared_data):
 
 @pytest.mark.parametrize("mode", ["strict", "lenient"])
 def test_agreement_with_labels(rows, mode):
-    from verifiers import get_verifier
+    from reasoner_verifiers import get_verifier
 
     # the completions end with \boxed{...} and do not use the R1 template: `auto` falls back to the last box
     v = get_verifier("math", mode=mode, extract="auto")
@@ -45,7 +45,7 @@ def test_agreement_with_labels(rows, mode):
 
 def unbox(text: str) -> str:
     """`\\boxed{x}` -> `x`, every box."""
-    from verifiers.math.delimiters import matching_brace
+    from reasoner_verifiers.math.delimiters import matching_brace
 
     while (i := text.rfind("\\boxed{")) >= 0 and (j := matching_brace(text, i + 6)) >= 0:
         text = text[:i] + text[i + 7 : j] + text[j + 1 :]
@@ -54,7 +54,7 @@ def unbox(text: str) -> str:
 
 @pytest.mark.parametrize("mode", ["strict", "lenient"])
 def test_agreement_with_labels_when_the_boxes_are_gone(rows, mode):
-    from verifiers import get_verifier
+    from reasoner_verifiers import get_verifier
 
     unboxed = [dict(r, completion=unbox(r["completion"])) for r in rows]
     assert not any("\\boxed" in r["completion"] for r in unboxed)

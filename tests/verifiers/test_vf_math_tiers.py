@@ -1,9 +1,9 @@
 """Hand-written equivalence cases, tier by tier, in both modes (the judge run in-process, sympy included)."""
 import pytest
 
-from verifiers.math.judge import CompareConfig, NeedsHeavy, judge
-from verifiers.math.normalize import parse_answer
-from verifiers.math.symbolic import heavy_compare
+from reasoner_verifiers.math.judge import CompareConfig, NeedsHeavy, judge
+from reasoner_verifiers.math.normalize import parse_answer
+from reasoner_verifiers.math.symbolic import heavy_compare
 
 BOTH = ("strict", "lenient")
 

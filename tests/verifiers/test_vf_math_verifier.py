@@ -1,7 +1,7 @@
 """The math verifier end to end: extraction, statuses, the issue's false positives, routing, errors."""
 import pytest
 
-from verifiers import get_verifier
+from reasoner_verifiers import get_verifier
 
 # math-verify 0.9 accepts these three (evalf(chop=True) calls numbers below 1e-15 zero) and the next two
 # (lenient percent and tuple rules); strict mode must not.

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from verifiers.pool import CRASHED, ERROR, MEMORY, OK, TIMEOUT, WorkerPool
+from reasoner_verifiers.pool import CRASHED, ERROR, MEMORY, OK, TIMEOUT, WorkerPool
 
-PROBE = "verifiers.pool_probe:run"
+PROBE = "reasoner_verifiers.pool_probe:run"
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +124,7 @@ def test_context_manager_and_lazy_start():
 
 
 def test_start_failure_is_an_error_not_a_hang():
-    with WorkerPool("verifiers.no_such_module:run", workers=1, startup_timeout_s=20) as p:
+    with WorkerPool("reasoner_verifiers.no_such_module:run", workers=1, startup_timeout_s=20) as p:
         with pytest.raises(RuntimeError, match="no_such_module"):
             p.map([("echo", 1)], deadline_s=1)
 
@@ -136,7 +136,7 @@ def test_worker_exits_when_parent_dies(tmp_path):
     script.write_text(
         "import sys, time\n"
         f"sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})\n"
-        "from verifiers.pool import WorkerPool\n"
+        "from reasoner_verifiers.pool import WorkerPool\n"
         f"p = WorkerPool({PROBE!r}, workers=1)\n"
         "p.start(wait=True)\n"
         "print(p.pids()[0], flush=True)\n"

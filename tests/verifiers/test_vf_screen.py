@@ -4,9 +4,9 @@ import json
 import pytest
 import sympy
 
-from verifiers.math import screen
-from verifiers.math.normalize import Leaf, parse_answer
-from verifiers.math.symbolic import parse_latex
+from reasoner_verifiers.math import screen
+from reasoner_verifiers.math.normalize import Leaf, parse_answer
+from reasoner_verifiers.math.symbolic import parse_latex
 
 CORPUS = [
     "1/2x", "a/bc", "2^3x", "-x^2", "\\frac{1}{2}x", "x^2y", "2\\sqrt{2}x", "\\sqrt{2}x", "x^{-1}", "2x^{1/2}",
@@ -87,7 +87,7 @@ def test_separates_different_answers(gold, pred):
 
 def test_fast_sympy_build_equals_latex2sympy():
     """What the symbolic tier builds from the screen's tree is the expression latex2sympy parses."""
-    from verifiers.math.symbolic import parse_leaf
+    from reasoner_verifiers.math.symbolic import parse_leaf
 
     for text in CORPUS:
         fast, ref = parse_leaf(text), parse_latex(text)

@@ -3,8 +3,8 @@ import json
 
 import pytest
 
-from verifiers import RewardSpec, Score, adapters
-from verifiers.spec import RewardBatch
+from reasoner_verifiers import RewardSpec, Score, adapters
+from reasoner_verifiers.spec import RewardBatch
 
 R1_OK = "<think>2+2 is 4</think><answer>4</answer>"
 R1_WRONG = "<think>2+2 is 5</think><answer>5</answer>"

@@ -2,8 +2,8 @@
 wire protocol the way a compromised worker would.
 
 Used by the pool's tests, and handy for checking on a new machine that deadlines and the memory cap hold:
-`WorkerPool("verifiers.pool_probe:run").map([("alloc", 4096)], deadline_s=5)` must come back as `memory`.
-The protocol ops write raw bytes on the worker's reply pipe (`verifiers._worker.REPLY_FD`), as code running in
+`WorkerPool("reasoner_verifiers.pool_probe:run").map([("alloc", 4096)], deadline_s=5)` must come back as `memory`.
+The protocol ops write raw bytes on the worker's reply pipe (`reasoner_verifiers._worker.REPLY_FD`), as code running in
 a worker could: a pickle that would run code in the caller if unpickled, a second reply to an answered request,
 half a frame and a stall, a header claiming a gigabyte, a wrong sequence number.
 """
@@ -57,7 +57,7 @@ class _Plant:
 
 
 def _protocol(op: str, arg: Any) -> Any:
-    from verifiers import _worker, wire
+    from reasoner_verifiers import _worker, wire
 
     fd = _worker.REPLY_FD
     if op == "pickle":  # a frame whose body is a pickle, not JSON

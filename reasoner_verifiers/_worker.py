@@ -1,4 +1,4 @@
-"""Worker-side code of `verifiers.pool` (not a public interface): the fork server and the worker loop.
+"""Worker-side code of `reasoner_verifiers.pool` (not a public interface): the fork server and the worker loop.
 
 The pool starts one fresh interpreter, the *fork server*: `python -c "…; main()" HANDLER SOCKET_FD MEMORY_MB`.
 It caps its own address space (inherited by every worker), imports the handler (`module:function`) and runs
@@ -22,7 +22,7 @@ import sys
 import threading
 import time
 
-from verifiers import wire
+from reasoner_verifiers import wire
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -68,12 +68,12 @@ def main(argv: list[str] | None = None) -> None:
             os.close(fd)
 
 
-REPLY_FD = -1     # this worker's reply pipe and the request being served: `verifiers.pool_probe` uses them to
+REPLY_FD = -1     # this worker's reply pipe and the request being served: `reasoner_verifiers.pool_probe` uses them to
 CURRENT_SEQ = -1  # play a misbehaving worker
 
 
 def _serve(handler, rfd: int, wfd: int, memory_mb: str) -> None:
-    """Answer `[seq, payload]` frames with `[seq, kind, value]` frames (`verifiers.wire`) until EOF."""
+    """Answer `[seq, payload]` frames with `[seq, kind, value]` frames (`reasoner_verifiers.wire`) until EOF."""
     global REPLY_FD, CURRENT_SEQ
     REPLY_FD = wfd
     _watch_parent(os.getppid())

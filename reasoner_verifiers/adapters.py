@@ -6,7 +6,7 @@ where `columns` are the dataset's other columns (one list entry per completion) 
 per verifier of a `RewardSpec` and the weights for `GRPOConfig(reward_weights=...)`; each function also reports
 its non-`correct` status fractions through `log_metric` so timeouts and parse errors show up in TRL's logs.
 
-verl (`custom_reward_function.path = verifiers/verl_reward.py`, `name = compute_score`) calls
+verl (`custom_reward_function.path = reasoner_verifiers/verl_reward.py`, `name = compute_score`) calls
 `compute_score(data_source, solution_str, ground_truth, extra_info)` per sample (or `compute_score_batch` with
 lists, for verl's batch reward manager). The example seen by the verifiers is `extra_info` plus the ground
 truth: a mapping ground truth is merged in (`{"tests": ...}` for code), anything else becomes `answer`. The

@@ -1,4 +1,4 @@
-"""What a math worker process runs: the full judge, symbolic tier included (see `verifiers.pool`)."""
+"""What a math worker process runs: the full judge, symbolic tier included (see `reasoner_verifiers.pool`)."""
 from __future__ import annotations
 
 import logging
@@ -32,7 +32,8 @@ def warm_up() -> None:
 
 
 def run(payload: list) -> list[str]:
-    """`[gold, answer, CompareConfig.to_wire()]` -> `[status, tier, reason]` (plain data: see verifiers.wire)."""
+    """`[gold, answer, CompareConfig.to_wire()]` -> `[status, tier, reason]` (plain data: see
+    reasoner_verifiers.wire)."""
     gold, pred, cfg = payload
     verdict = judge(parse_answer(str(gold)), parse_answer(str(pred)), CompareConfig.from_wire(cfg),
                     heavy=heavy_compare)

@@ -100,7 +100,7 @@ class MathVerifier(Verifier):
     @property
     def pool(self) -> WorkerPool:
         if self._pool is None:
-            self._pool = WorkerPool("verifiers.math.worker_task:run", workers=self.options.workers,
+            self._pool = WorkerPool("reasoner_verifiers.math.worker_task:run", workers=self.options.workers,
                                     memory_mb=self.options.memory_mb)
         return self._pool
 

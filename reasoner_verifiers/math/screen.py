@@ -28,7 +28,7 @@ from typing import Any
 
 import mpmath
 
-from verifiers.math.lex import tokenize
+from reasoner_verifiers.math.lex import tokenize
 
 MAX_TOKENS = 300  # trees stay shallow enough for recursive evaluation on any thread's stack
 _CTX = mpmath.MPContext()  # private context: nobody else changes its precision

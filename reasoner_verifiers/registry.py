@@ -32,7 +32,8 @@ _loaded = False
 
 
 def _load_builtins() -> None:
-    """Register the built-in verifiers on first use (keeps `import verifiers.registry` cheap and cycle-free)."""
+    """Register the built-in verifiers on first use (keeps `import reasoner_verifiers.registry` cheap and
+    cycle-free)."""
     global _loaded
     if _loaded:
         return

@@ -2,7 +2,7 @@
 
 Public API (docs/ARCHITECTURE.md):
 
-    from verifiers import Score, get_verifier, RewardSpec, RewardBatch, normalize_answer
+    from reasoner_verifiers import Score, get_verifier, RewardSpec, RewardBatch, normalize_answer
     spec = RewardSpec.from_config({"math": {"weight": 1.0, "mode": "strict"}, "format": {"weight": 0.1}})
     batch = spec.score_batch(completions, examples)   # batch.totals, .scores, .correct, .means(), .status_counts()
     spec.close()
@@ -10,7 +10,8 @@ Public API (docs/ARCHITECTURE.md):
                                                    # (majority voting keys on it)
 
 This package never imports torch; its worker processes are fresh interpreters that import only what grading
-needs. Adapters for TRL and verl live in `verifiers.adapters`; the command line is `python -m verifiers`.
+needs. Adapters for TRL and verl live in `reasoner_verifiers.adapters`; the command line is
+`python -m reasoner_verifiers`.
 """
 from .math.normalize import normalize_text as normalize_answer
 from .registry import available, get_verifier, register

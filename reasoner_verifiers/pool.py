@@ -4,9 +4,9 @@ Why not `multiprocessing.Pool` / `concurrent.futures`: neither can kill one task
 stuck in C code ignores everything but SIGKILL), and with the "spawn" or "forkserver" start methods the child
 re-imports the parent's `__main__` module; in the trainer that module imports torch. Forking a parent that holds
 torch's thread pools is unsafe. So the pool starts one fresh interpreter with `subprocess`, a *fork server*
-(`verifiers._worker`) that imports only the handler's modules and warms them up, and asks it over a Unix socket
+(`reasoner_verifiers._worker`) that imports only the handler's modules and warms them up, and asks it over a Unix socket
 to fork each worker; the two pipes of a worker are created here and handed over with SCM_RIGHTS, and carry
-length-prefixed JSON frames (`verifiers.wire`: a reply is untrusted data, never unpickled, bounded in size,
+length-prefixed JSON frames (`reasoner_verifiers.wire`: a reply is untrusted data, never unpickled, bounded in size,
 read under the task's deadline, and must echo its request's sequence number). A worker killed at its
 deadline is replaced by a fork of the warm fork server, not by a new interpreter start-up and warm-up (both
 times are measured in docs/verifiers.md).
@@ -63,14 +63,14 @@ class Outcome:
 
 
 class _ForkServer:
-    """The parent's handle on the fork server process (see `verifiers._worker`)."""
+    """The parent's handle on the fork server process (see `reasoner_verifiers._worker`)."""
 
     def __init__(self, handler: str, memory_mb: int, startup_timeout_s: float):
         parent_sock, child_sock = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.log = tempfile.TemporaryFile()
         env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
         # `-c` with our package root first on sys.path: this checkout's `verifiers`, whatever the cwd holds
-        boot = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from verifiers._worker import main; main()"
+        boot = f"import sys; sys.path.insert(0, {_PACKAGE_ROOT!r}); from reasoner_verifiers._worker import main; main()"
         cmd = [sys.executable, "-c", boot, handler, str(child_sock.fileno()), str(memory_mb)]
         try:
             self.proc = subprocess.Popen(cmd, pass_fds=(child_sock.fileno(),), env=env, stdin=subprocess.DEVNULL,

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 
-from verifiers.math.lex import tokenize
+from reasoner_verifiers.math.lex import tokenize
 
 MAX_BITS = 131_072        # one value: 2006!, 10000! and 2^{100000} fit, towers do not
 WORK_BUDGET = 1e11        # per expression: sum over operations of (operand bits)^2

@@ -1,4 +1,4 @@
-"""`python -m verifiers score IN.jsonl --out OUT.jsonl --kind math [--mode ...] [--deadline S] [--workers N]`.
+"""`python -m reasoner_verifiers score IN.jsonl --out OUT.jsonl --kind math [--mode ...] [--deadline S] [--workers N]`.
 
 Reads JSONL rows (`completion`, plus `answer` for math, `tests` for code), writes each row back with every
 input field kept and `score` and `status` added (`details` too with `--details`). One bad row never costs the
@@ -48,12 +48,13 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m verifiers", description="Score JSONL files with the verifiers.")
+    p = argparse.ArgumentParser(prog="python -m reasoner_verifiers",
+                                description="Score JSONL files with the verifiers.")
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("score", help="score a JSONL file")
     s.add_argument("input", help="input JSONL ('-' for stdin)")
     s.add_argument("--out", required=True, help="output JSONL ('-' for stdout)")
-    s.add_argument("--kind", default="math", help="verifier name (see `python -m verifiers list`)")
+    s.add_argument("--kind", default="math", help="verifier name (see `python -m reasoner_verifiers list`)")
     s.add_argument("--mode", choices=("strict", "lenient"), help="math: comparison mode (default strict)")
     s.add_argument("--deadline", type=float, help="math: seconds per symbolic check (default 3); code: per run")
     s.add_argument("--workers", type=int, help="math/code: worker processes (default 2)")
