@@ -63,7 +63,7 @@ def online_dpo(cfg: DPOConfig) -> DPOResult:
         engine = make_engine(cfg.engine, module, tokenizer)
     sampler = PromptSampler(len(prompts), cfg.seed)
     pair_gen = torch.Generator().manual_seed(cfg.seed)
-    logger = MetricsLogger(out, tensorboard=False, enabled=backend.is_main)
+    logger = MetricsLogger(out, report_to=[], enabled=backend.is_main)
     (out / "metrics.jsonl").unlink(missing_ok=True)
     progress = progress_bar(cfg.progress, total=on.rounds, desc="online dpo")
     metrics: dict[str, float] = {}

@@ -55,7 +55,7 @@ def dpo(cfg: DPOConfig, rows: list[dict] | None = None) -> DPOResult:
                     max_grad_norm=cfg.optim.max_grad_norm, scorer=sequence_scorer(model, cfg, backend))
     reference = build_reference(cfg, backend, pairs, tokenizer.pad_token_id)
     sampler = PromptSampler(len(pairs), cfg.seed)
-    logger = MetricsLogger(out, tensorboard=False, enabled=backend.is_main)
+    logger = MetricsLogger(out, report_to=[], enabled=backend.is_main)
     if backend.is_main:
         (out / "metrics.jsonl").unlink(missing_ok=True)  # a fresh run: no stale log in the same folder
     progress = progress_bar(cfg.progress and backend.is_main, total=total, desc="dpo")

@@ -15,7 +15,7 @@ def test_unknown_sinks_and_the_old_key_are_named():
     with pytest.raises(ConfigError, match="log.report_to: unknown sink 'comet'; valid: tensorboard, wandb, mlflow"):
         load_config(TrainConfig, None, ["log.report_to=[tensorboard, comet]"])
     with pytest.raises(ConfigError, match="'log.tensorboard' was renamed: use 'log.report_to'"):
-        load_config(TrainConfig, None, ["log.report_to=[]"])
+        load_config(TrainConfig, None, ["log.tensorboard=false"])
     assert load_config(TrainConfig, None, ["log.report_to=[]"]).log.report_to == []
 
 
