@@ -177,24 +177,30 @@ def test_a_pickled_payload_in_a_checkpoint_is_refused_and_never_runs(tiny_model_
     assert not marker.exists()
 
 
-@pytest.mark.slow
-def test_kill_9_mid_run_then_resume_matches_a_straight_run(tiny_model_dir, tmp_path):
-    steps = 6
-    cfg_b = small_config(tiny_model_dir, tmp_path / "b", steps=steps, save_every=1, **{"threads": 2})
-    save_config(cfg_b, tmp_path / "b.yaml")
+def kill_9_then_resume(cfg: TrainConfig, config_file: Path, *, at_step: int = 3, timeout_s: float = 120) -> list[dict]:
+    """`reasoner train` in a subprocess, SIGKILLed once checkpoint `at_step` exists, then run again to the end;
+    returns the resumed run's metrics (asserting that no step was lost or logged twice)."""
+    save_config(cfg, config_file)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "reasoner", "train", "--config", str(tmp_path / "b.yaml")]
+    cmd = [sys.executable, "-m", "reasoner", "train", "--config", str(config_file)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while not (tmp_path / "b" / "checkpoints" / "step-000003").exists():
-        assert proc.poll() is None and time.time() < deadline, "trainer exited or stalled before step 3"
+    deadline = time.time() + timeout_s
+    while not (Path(cfg.out_dir) / "checkpoints" / f"step-{at_step:06d}").exists():
+        assert proc.poll() is None and time.time() < deadline, f"trainer exited or stalled before step {at_step}"
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-    resumed = read_metrics(tmp_path / "b" / "metrics.jsonl")
-    assert [r["step"] for r in resumed] == list(range(1, steps + 1))  # no step lost, none duplicated
+    resumed = read_metrics(Path(cfg.out_dir) / "metrics.jsonl")
+    assert [r["step"] for r in resumed] == list(range(1, cfg.steps + 1))  # no step lost, none duplicated
+    return resumed
 
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_matches_a_straight_run(tiny_model_dir, tmp_path):
+    steps = 6
+    cfg_b = small_config(tiny_model_dir, tmp_path / "b", steps=steps, save_every=1, **{"threads": 2})
+    resumed = kill_9_then_resume(cfg_b, tmp_path / "b.yaml", timeout_s=120)
     straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=steps, save_every=1, threads=2)).metrics
     assert _comparable(resumed) == _comparable(straight)
 

@@ -1,18 +1,11 @@
 """PPO with a critic on a tiny model: the value forward, the critic's update, the actor-critic loop, exact resume."""
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-
 import pytest
 import torch
-from test_grpo_trainer import REPO, _comparable, sample_rollouts, small_config
+from test_grpo_trainer import _comparable, kill_9_then_resume, sample_rollouts, small_config
 
-from reasoner.config import ConfigError, load_config, save_config
-from reasoner.metrics.logger import read_metrics
+from reasoner.config import ConfigError, load_config
 from reasoner.models import ModelConfig, load_model
 from reasoner.models.value import load_value_model, token_values
 from reasoner.training import AlgorithmConfig, TrainConfig, train
@@ -139,19 +132,8 @@ def test_kill_9_mid_ppo_run_then_resume_matches_a_straight_run(tiny_model_dir, t
     steps = 6
     extra = {**PPO, "algorithm.ppo_epochs": 2, "threads": 2, "save_every": 1,
              "reward.verifiers": "{math: {weight: 1.0}, format: {weight: 0.1}}"}
-    save_config(small_config(tiny_model_dir, tmp_path / "b", steps=steps, **extra), tmp_path / "b.yaml")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "reasoner", "train", "--config", str(tmp_path / "b.yaml")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 180
-    while not (tmp_path / "b" / "checkpoints" / "step-000003").exists():
-        assert proc.poll() is None and time.time() < deadline, "trainer exited or stalled before step 3"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-    resumed = read_metrics(tmp_path / "b" / "metrics.jsonl")
-    assert [r["step"] for r in resumed] == list(range(1, steps + 1))
+    resumed = kill_9_then_resume(small_config(tiny_model_dir, tmp_path / "b", steps=steps, **extra),
+                                 tmp_path / "b.yaml", timeout_s=180)
     straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=steps, **extra)).metrics
     assert _comparable(resumed) == _comparable(straight)
     for name in ("model", "critic"):

@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from test_grpo_trainer import _comparable, kill_9_then_resume
 
-from reasoner.config import ConfigError, load_config, save_config
-from reasoner.metrics.logger import read_metrics
+from reasoner.config import ConfigError, load_config
 from reasoner.training import TrainConfig, train
 from reasoner.training.rewards import group_rewards_for, reward_spec_for
 from reasoner.training.sampler import PromptSamplingConfig, make_sampler
@@ -109,10 +104,6 @@ def small_config(model_dir, out_dir, **overrides) -> TrainConfig:
     return load_config(TrainConfig, None, base + [f"{k}={v}" for k, v in overrides.items()])
 
 
-def _comparable(records):
-    return [{k: v for k, v in r.items() if not k.startswith("time/") and k != "tokens_per_s"} for r in records]
-
-
 def test_grpo_with_prioritized_sampling_and_length_terms_resumes_exactly(tiny_model_dir, tmp_path):
     straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=4, save_every=2)).metrics
     assert {"reward/length_penalty/mean", "reward/cosine_length/mean", "sampler/seen_prompts"} <= set(straight[0])
@@ -127,18 +118,6 @@ def test_grpo_with_prioritized_sampling_and_length_terms_resumes_exactly(tiny_mo
 def test_kill_9_then_resume_matches_a_straight_run_with_prioritized_sampling(tiny_model_dir, tmp_path):
     steps = 6
     cfg_b = small_config(tiny_model_dir, tmp_path / "b", steps=steps, save_every=1, threads=2)
-    save_config(cfg_b, tmp_path / "b.yaml")
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "reasoner", "train", "--config", str(tmp_path / "b.yaml")]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not (tmp_path / "b" / "checkpoints" / "step-000003").exists():
-        assert proc.poll() is None and time.time() < deadline, "trainer exited or stalled before step 3"
-        time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert subprocess.run(cmd, env=env, capture_output=True).returncode == 0
-    resumed = read_metrics(tmp_path / "b" / "metrics.jsonl")
-    assert [r["step"] for r in resumed] == list(range(1, steps + 1))
+    resumed = kill_9_then_resume(cfg_b, tmp_path / "b.yaml", timeout_s=300)
     straight = train(small_config(tiny_model_dir, tmp_path / "a", steps=steps, save_every=1, threads=2)).metrics
     assert _comparable(resumed) == _comparable(straight)
